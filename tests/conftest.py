@@ -1,0 +1,46 @@
+import os
+
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+class TinyNet(nn.Module):
+    """A small fixed CNN for 1x12x12 inputs, 10 classes; with dropout and batch norm so that a mode
+    change would show."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Flatten(), nn.Dropout(0.2), nn.Linear(8 * 6 * 6, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    model = TinyNet()
+    # give the batch-norm layer non-trivial running statistics
+    with torch.no_grad():
+        model.body[1].running_mean.uniform_(-0.1, 0.1)
+        model.body[1].running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(16, 1, 12, 12, generator=g)
+    y = torch.randint(0, 10, (16,), generator=g)
+    return x, y
+
+
+def shared_data_root():
+    for cand in (os.environ.get("ADVLIB_DATA"), os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")):
+        if cand and os.path.isfile(os.path.join(cand, "MNIST", "raw", "t10k-images-idx3-ubyte")):
+            return cand
+    return None

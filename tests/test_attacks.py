@@ -1,0 +1,207 @@
+"""Properties every attack must have, for every norm; agreement with torchattacks."""
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from advlib import attacks
+
+NORMS = ["inf", 2]
+
+
+def run(kind, model, x, y, **kw):
+    if kind == "fgsm":
+        kw.pop("steps", None), kw.pop("restarts", None), kw.pop("alpha", None)
+        return attacks.fgsm(model, x, y, **kw)
+    return attacks.pgd(model, x, y, **kw)
+
+
+def dist(x_adv, x, norm):
+    d = (x_adv - x).flatten(1)
+    return d.abs().max(1).values if norm == "inf" else d.norm(dim=1)
+
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+@pytest.mark.parametrize("norm", NORMS)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(eps=st.floats(0.0, 2.0), seed=st.integers(0, 10_000), targeted=st.booleans())
+def test_inside_ball_and_box(tiny, batch,  # the fixtures are only read here
+                              kind, norm, eps, seed, targeted):
+    x, y = batch
+    torch.manual_seed(seed)
+    x_adv = run(kind, tiny, x, y, eps=eps, norm=norm, steps=3, targeted=targeted)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (dist(x_adv, x, norm) <= eps + 1e-5).all()
+    assert not x_adv.requires_grad and x_adv.grad_fn is None
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_fgsm_linf_moves_every_free_pixel_by_eps(tiny, batch, norm):
+    x, y = batch
+    x = x * 0.5 + 0.25  # stay away from the box so no clipping happens
+    x_adv = attacks.fgsm(tiny, x, y, eps=0.1, norm=norm)
+    d = dist(x_adv, x, norm)
+    assert torch.allclose(d, torch.full_like(d, 0.1), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_mode_and_parameter_grads_untouched(tiny, batch, kind, norm):
+    x, y = batch
+    tiny.train()
+    tiny.body[1].eval()  # a mixed mode must be restored exactly
+    modes = [m.training for m in tiny.modules()]
+    for p in tiny.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    run(kind, tiny, x, y, eps=0.1, norm=norm, steps=2, restarts=2)
+    assert [m.training for m in tiny.modules()] == modes
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in tiny.parameters())
+    after = tiny.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no running-stat updates either
+
+
+def test_attack_runs_model_in_eval_mode(tiny, batch):
+    seen = []
+    hook = tiny.body[5].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    tiny.train()
+    attacks.pgd(tiny, *batch, eps=0.1, steps=2)
+    hook.remove()
+    assert seen and not any(seen)
+    assert tiny.training
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_pgd_eps_zero_is_clean(tiny, batch, norm):
+    x, y = batch
+    x_adv = attacks.pgd(tiny, x, y, eps=0.0, steps=5, norm=norm, restarts=3)
+    assert torch.equal(x_adv, x)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_restarts_never_weaker_than_one_start(tiny, batch, norm):
+    x, y = batch
+    eps = 0.05 if norm == "inf" else 0.5
+    kw = dict(eps=eps, steps=3, norm=norm, random_start=True)
+    one = attacks.pgd(tiny, x, y, generator=torch.Generator().manual_seed(3), **kw)
+    many = attacks.pgd(tiny, x, y, restarts=4, generator=torch.Generator().manual_seed(3), **kw)
+    with torch.no_grad():
+        wrong_one = tiny(one).argmax(1) != y
+        wrong_many = tiny(many).argmax(1) != y
+        loss_one = F.cross_entropy(tiny(one), y, reduction="none")
+        loss_many = F.cross_entropy(tiny(many), y, reduction="none")
+    assert (wrong_many | ~wrong_one).all()  # every example fooled by one start stays fooled
+    still_right = ~wrong_many
+    assert (loss_many[still_right] >= loss_one[still_right] - 1e-5).all()
+
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_targeted_lowers_target_loss(tiny, batch, kind, norm):
+    x, y = batch
+    target = (y + 1) % 10
+    x_adv = run(kind, tiny, x, target, eps=0.1 if norm == "inf" else 1.0, norm=norm, steps=10, targeted=True)
+    with torch.no_grad():
+        before = F.cross_entropy(tiny(x), target)
+        after = F.cross_entropy(tiny(x_adv), target)
+    assert after < before
+
+
+def test_untargeted_pgd_raises_loss(tiny, batch):
+    x, y = batch
+    x_adv = attacks.pgd(tiny, x, y, eps=0.1, steps=10)
+    with torch.no_grad():
+        assert F.cross_entropy(tiny(x_adv), y) > F.cross_entropy(tiny(x), y)
+
+
+def test_custom_loss_is_maximised(tiny, batch):
+    x, y = batch
+    target = (y + 3) % 10
+    loss_fn = lambda logits, _: F.cross_entropy(logits, y, reduction="none") - F.cross_entropy(logits, target, reduction="none")
+    x_adv = attacks.pgd(tiny, x, y, eps=0.1, steps=10, loss_fn=loss_fn, random_start=False)
+    with torch.no_grad():
+        assert loss_fn(tiny(x_adv), y).mean() > loss_fn(tiny(x), y).mean()
+
+
+# ---------------------------------------------------------------- agreement with torchattacks
+torchattacks = pytest.importorskip("torchattacks")
+
+
+def test_fgsm_matches_torchattacks(tiny, batch):
+    x, y = batch
+    ours = attacks.fgsm(tiny, x, y, eps=8 / 255)
+    theirs = torchattacks.FGSM(tiny, eps=8 / 255)(x, y)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_pgd_linf_matches_torchattacks(tiny, batch):
+    x, y = batch
+    ours = attacks.pgd(tiny, x, y, eps=0.1, alpha=0.01, steps=10, random_start=False)
+    theirs = torchattacks.PGD(tiny, eps=0.1, alpha=0.01, steps=10, random_start=False)(x, y)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_pgd_l2_matches_torchattacks(tiny, batch):
+    x, y = batch
+    ours = attacks.pgd(tiny, x, y, eps=1.0, alpha=0.2, steps=10, norm=2, random_start=False)
+    theirs = torchattacks.PGDL2(tiny, eps=1.0, alpha=0.2, steps=10, random_start=False)(x, y)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_targeted_pgd_matches_torchattacks(tiny, batch):
+    x, y = batch
+    target = (y + 1) % 10
+    ours = attacks.pgd(tiny, x, target, eps=0.1, alpha=0.01, steps=10, random_start=False, targeted=True)
+    atk = torchattacks.PGD(tiny, eps=0.1, alpha=0.01, steps=10, random_start=False)
+    atk.set_mode_targeted_by_label(quiet=True)
+    theirs = atk(x, target)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+# --------------------------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+@pytest.mark.parametrize("bad, name", [
+    (dict(eps=-0.1), "eps"),
+    (dict(eps=float("nan")), "eps"),
+    (dict(norm="l1"), "norm"),
+    (dict(norm=3), "norm"),
+])
+def test_bad_arguments_name_themselves(tiny, batch, kind, bad, name):
+    kw = dict(eps=0.1)
+    kw.update(bad)
+    with pytest.raises(ValueError, match=name):
+        run(kind, tiny, *batch, **kw)
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(steps=-1), "steps"), (dict(steps=2.5), "steps"), (dict(restarts=0), "restarts"),
+    (dict(alpha=0.0), "alpha"), (dict(alpha=-1.0), "alpha"),
+])
+def test_bad_pgd_arguments(tiny, batch, bad, name):
+    with pytest.raises(ValueError, match=name):
+        attacks.pgd(tiny, *batch, eps=0.1, **bad)
+
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+def test_bad_inputs(tiny, batch, kind):
+    x, y = batch
+    f = functools.partial(run, kind, tiny, eps=0.1)
+    with pytest.raises(ValueError, match=r"x must lie in \[0"):
+        f(x * 2, y)
+    with pytest.raises(ValueError, match="x must be a floating"):
+        f((x * 255).to(torch.uint8), y)
+    with pytest.raises(ValueError, match="x must have a batch"):
+        f(torch.rand(12), y)
+    with pytest.raises(ValueError, match="y must have shape"):
+        f(x, y[:3])
+    with pytest.raises(ValueError, match="y must hold integer"):
+        f(x, y.float())
+    with pytest.raises(ValueError, match="y must hold class indices"):
+        f(x, y - 20)
+    with pytest.raises(ValueError, match=r"y must hold class indices in \[0, 9\]"):
+        f(x, y + 10)
+    with pytest.raises(ValueError, match="model must be"):
+        run(kind, "not a model", x, y, eps=0.1)
