@@ -1,0 +1,36 @@
+"""Model shapes, normalisation inside, parameter counts."""
+import pytest
+import torch
+
+from advlib import models
+
+
+@pytest.mark.parametrize("make, shape, n_params", [
+    (models.mnist_cnn, (2, 1, 28, 28), 3_274_634),
+    (models.small_cifar_cnn, (2, 3, 32, 32), None),
+    (models.preact_resnet18, (2, 3, 32, 32), None),
+])
+def test_shapes(make, shape, n_params):
+    m = make().eval()
+    with torch.no_grad():
+        assert m(torch.rand(shape)).shape == (2, 10)
+    if n_params:
+        assert models.count_parameters(m) == n_params
+    assert isinstance(list(m.children())[0], models.Normalize)
+
+
+def test_normalize_layer():
+    norm = models.Normalize([0.5], [0.25])
+    assert torch.allclose(norm(torch.ones(1, 1, 2, 2)), torch.full((1, 1, 2, 2), 2.0))
+    with pytest.raises(ValueError, match="std"):
+        models.Normalize([0.5], [0.0])
+
+
+def test_imagenet_classifier_is_frozen_and_takes_unit_range():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    m = models.imagenet_classifier(device="cpu")
+    assert not m.training and not any(p.requires_grad for p in m.parameters())
+    with torch.no_grad():
+        assert m(torch.rand(1, 3, 100, 120)).shape == (1, 1000)
+    with pytest.raises(ValueError, match="name"):
+        models.imagenet_classifier("vgg")

@@ -1,0 +1,108 @@
+"""The training loop: standard and adversarial steps, schedules, the NaN guard, history."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from advlib import attacks, evaluate, train
+from conftest import TinyNet
+
+
+def toy_data(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.rand(n, 1, 12, 12, generator=g) * 0.3
+    x[torch.arange(n), 0, y, y] = 1.0  # a learnable bright pixel per class
+    return x, y
+
+
+def test_standard_fit_learns_and_reports(tiny):
+    x, y = toy_data()
+    hist = train.fit(tiny, (x, y), epochs=6, batch_size=32, lr=1e-2, val=(x, y), progress=False, evals=3)
+    assert list(hist.columns[:4]) == ["epoch", "step", "train_loss", "train_acc"]
+    assert len(hist) == 3 and hist.val_acc.iloc[-1] > 0.9
+    assert hist.train_loss.iloc[-1] < hist.train_loss.iloc[0]
+    assert hist.lr.iloc[-1] == pytest.approx(0.0, abs=1e-9)  # linear decay ends at 0
+    assert not tiny.training
+
+
+@pytest.mark.parametrize("make", [
+    lambda: train.fgsm_perturbation(0.1),
+    lambda: train.fgsm_rs_perturbation(0.1),
+    lambda: train.pgd_perturbation(0.1, steps=2, eps_ramp=0.5),
+])
+def test_adversarial_fit_runs_and_sees_perturbed_inputs(tiny, make):
+    x, y = toy_data(64)
+    seen = []
+    base = make()
+
+    def spy(model, xb, yb, progress):
+        out = base(model, xb, yb, progress)
+        seen.append(((out - xb).abs().max().item(), progress))
+        return out
+
+    hist = train.fit(tiny, (x, y), epochs=2, batch_size=32, lr=1e-3, perturb=spy, progress=False)
+    assert len(hist) == 2 and all(math.isfinite(v) for v in hist.train_loss)
+    assert all(d <= 0.1 + 1e-6 for d, _ in seen) and max(d for d, _ in seen) > 0.05
+    assert [p for _, p in seen] == sorted(p for _, p in seen) and seen[0][1] == 0.0
+
+
+def test_eps_ramp():
+    assert train.ramp(0.3, 0.0, 0.2) == 0.0
+    assert train.ramp(0.3, 0.1, 0.2) == pytest.approx(0.15)
+    assert train.ramp(0.3, 0.9, 0.2) == 0.3
+    assert train.ramp(0.3, 0.0, 0.0) == 0.3
+
+
+def test_clean_weight_and_regularizer_enter_the_loss(tiny):
+    x, y = toy_data(32)
+    calls = []
+
+    def reg(model, xu, progress):
+        calls.append(xu.shape[0])
+        return model(xu).pow(2).mean() * 0.0
+
+    train.fit(tiny, (x, y), epochs=1, batch_size=16, perturb=train.fgsm_perturbation(0.05), clean_weight=0.5,
+              regularizer=reg, unlabeled=torch.rand(40, 1, 12, 12), unlabeled_batch_size=8, progress=False)
+    assert calls == [8, 8]
+
+
+def test_nan_guard(tiny):
+    x, y = toy_data(32)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="step 1"):
+        train.fit(tiny, (x, y), epochs=1, batch_size=32, progress=False)
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(epochs=0), "epochs"), (dict(lr=-1), "lr"), (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(schedule="step"), "schedule"), (dict(clean_weight=2.0), "clean_weight"),
+])
+def test_bad_fit_arguments(tiny, bad, name):
+    kw = dict(epochs=1)
+    kw.update(bad)
+    with pytest.raises(ValueError, match=name):
+        train.fit(tiny, toy_data(16), progress=False, **kw)
+
+
+def test_amp_bf16_runs(tiny):
+    x, y = toy_data(32)
+    hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=True, perturb=train.pgd_perturbation(0.1, steps=1),
+                     progress=False)
+    assert math.isfinite(hist.train_loss.iloc[0])
+
+
+def test_evaluate_helpers(tiny):
+    x, y = toy_data(40)
+    acc = evaluate.accuracy(tiny, x, y, batch_size=7)
+    assert 0 <= acc <= 1
+    assert evaluate.robust_accuracy(tiny, x, y, evaluate.attack("pgd", eps=0.0, steps=2)) == acc
+    sweep = evaluate.eps_sweep(tiny, x, y, [0.0, 0.05, 0.5], steps=5, progress=False)
+    assert list(sweep.eps) == [0.0, 0.05, 0.5] and sweep.accuracy.iloc[0] == acc
+    assert sweep.accuracy.is_monotonic_decreasing
+    assert evaluate.predict(tiny, x).shape == (40, 10)
+    with pytest.raises(ValueError, match="attack"):
+        evaluate.eps_sweep(tiny, x, y, [0.1], attack="cw")
+    with pytest.raises(ValueError, match="name"):
+        evaluate.attack("deepfool")
