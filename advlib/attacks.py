@@ -11,6 +11,9 @@ Every attack
 
 Norms: ``"inf"`` (L-infinity) and ``2`` (L2); ``float("inf")``, ``"linf"``, ``"l2"`` and ``"2"`` work too.
 
+The exception is :func:`vat_perturbation` (chapter 06): it needs no labels, returns the perturbation
+``r_vadv`` rather than ``x + r``, and works on features of any range (no box), as VAT does.
+
 The loss maximised is ``loss_fn(logits, y)`` per example (default: cross-entropy). A targeted attack
 (``targeted=True``) takes ``y`` as the target classes and *minimises* the cross-entropy to them.
 A custom ``loss_fn`` is always maximised, e.g. the pig-to-airliner objective of chapter 05,
@@ -191,3 +194,81 @@ def _score(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss_fn: Loss
     pred = logits.argmax(1)
     success = (pred == y) if targeted else (pred != y)
     return loss_fn(logits, y).float() + 1e6 * success.float()
+
+
+# ------------------------------------------------------------ virtual adversarial perturbation (VAT)
+def _as_float(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or kept in float64 (never downcast: chapter 06 checks VAT in double precision)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    r"""Per-example :math:`\mathrm{KL}(p \,\|\, q) = \sum_k p_k (\log p_k - \log q_k)` with
+    ``p = softmax(logits_p)`` and ``q = softmax(logits_q)``, both of shape (N, num_classes).
+
+    Computed from log-softmaxes (stable for confident models); returns shape (N,). Chapter 06.
+    """
+    if logits_p.shape != logits_q.shape or logits_p.dim() != 2:
+        raise ValueError(f"logits_p and logits_q must both have shape (N, num_classes), got "
+                         f"{tuple(logits_p.shape)} and {tuple(logits_q.shape)}")
+    log_p = F.log_softmax(_as_float(logits_p), dim=1)
+    log_q = F.log_softmax(_as_float(logits_q), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def _unit(t: torch.Tensor) -> torch.Tensor:
+    """Each example of ``t`` scaled to L2 norm 1, safely for tiny values (divide by the largest
+    entry first, so that gradients of order 1e-20 do not underflow); an all-zero example stays 0."""
+    flat = t.flatten(1)
+    tiny = torch.finfo(flat.dtype).tiny
+    flat = flat / flat.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
+    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(tiny)
+    return flat.view_as(t)
+
+
+def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float = 1e-6,
+                     power_iterations: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The virtual adversarial perturbation of Miyato et al. (2016): no labels needed.
+
+    .. math:: r_{\mathrm{vadv}} = \arg\max_{\|r\|_2 \le \epsilon} \mathrm{KL}\big(p(\cdot \mid x) \,\|\, p(\cdot \mid x + r)\big)
+
+    The KL is 0 with zero gradient at ``r = 0``, so to second order it is ``r^T H r / 2`` and the
+    maximiser is ``eps`` times the dominant eigenvector of the Hessian ``H``. It is found by power
+    iteration with a finite difference (``H d ~ grad_r KL(r = xi d) / xi``):
+
+    ``d ~ N(0, I)`` normalised; ``power_iterations`` times: ``d <- normalise(grad_r KL(p(x) || p(x + r)) at r = xi d)``;
+    then ``r_vadv = eps * d``. With ``power_iterations=0``, ``d`` stays random: random perturbation
+    training's perturbation. The norm is per example, so ``||r_vadv[i]||_2 == eps`` for every ``i``.
+
+    Args: model; x (N, ...) float of any range (no clipping: VAT perturbs features, not only
+    images); eps >= 0 (L2 radius); xi > 0 (finite-difference step; the paper: 1e-6 for MNIST);
+    power_iterations >= 0; generator for the random start. The model runs in eval mode (every
+    submodule's mode restored), in float32 or float64 even under autocast (a step of 1e-6 vanishes in
+    bfloat16), and only ``torch.autograd.grad`` w.r.t. ``r`` is used. Returns ``r_vadv`` (not ``x + r``),
+    detached, shaped like ``x``, float32 (float64 if ``x`` is). Taught in chapter 06.
+
+    Example: ``r = vat_perturbation(model, x_unlabelled, eps=2.0)``
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_images(x, "x", bounds=None)
+    eps = check_positive(eps, "eps")
+    xi = check_positive(xi, "xi", allow_zero=False)
+    power_iterations = check_int(power_iterations, "power_iterations", minimum=0)
+    x = _as_float(x.detach())
+    gen_device = "cpu" if generator is not None else x.device
+    d = _unit(torch.randn(x.shape, generator=generator, device=gen_device).to(x.device, x.dtype))
+    with eval_mode(model), torch.autocast(device_type=x.device.type, enabled=False):
+        if power_iterations > 0:
+            with torch.no_grad():
+                logits_p = _as_float(model(x))
+            if logits_p.dim() != 2:
+                raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(logits_p.shape)}")
+            for _ in range(power_iterations):
+                r = (xi * d).requires_grad_(True)
+                kl = kl_divergence(logits_p, model(x + r)).sum()
+                (grad,) = torch.autograd.grad(kl, r)
+                g = _unit(grad.detach())
+                moved = g.flatten(1).abs().amax(dim=1) > 0  # a zero gradient (KL flat in float) keeps d
+                d = torch.where(moved.view(-1, *([1] * (x.dim() - 1))), g, d)
+    return (eps * d).detach()

@@ -340,3 +340,98 @@ def imagenet_classes() -> list[str]:
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# ------------------------------------------------------------------- synthetic 2-D problems (VAT)
+@dataclass(eq=False)
+class Synthetic2D:
+    """A binary 2-D problem embedded linearly in ``dim`` dimensions (Miyato et al., 2016, section 4.1).
+
+    ``x_train`` / ``x_test`` are (N, dim) float32 = ``points2d @ basis.T``, where ``basis`` (dim, 2)
+    has orthonormal columns, so distances (and eps) are the same in the plane and in ``dim``-space;
+    ``points_train`` / ``points_test`` are the 2-D originals and ``y_*`` the labels (long, 0/1).
+    :meth:`embed` maps 2-D points (e.g. a plotting grid) into the model's input space.
+    """
+
+    name: str
+    points_train: torch.Tensor
+    y_train: torch.Tensor
+    points_test: torch.Tensor
+    y_test: torch.Tensor
+    basis: torch.Tensor
+
+    def embed(self, points: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """2-D points (N, 2) -> inputs (N, dim), float32, on the basis' device."""
+        p = torch.as_tensor(np.asarray(points) if not isinstance(points, torch.Tensor) else points,
+                            dtype=self.basis.dtype, device=self.basis.device)
+        return p @ self.basis.T
+
+    @property
+    def x_train(self) -> torch.Tensor:
+        return self.embed(self.points_train)
+
+    @property
+    def x_test(self) -> torch.Tensor:
+        return self.embed(self.points_test)
+
+    @property
+    def dim(self) -> int:
+        return self.basis.shape[0]
+
+    def to(self, device: torch.device | str) -> "Synthetic2D":
+        """A copy with every tensor on ``device``."""
+        return Synthetic2D(self.name, *(t.to(device) for t in (self.points_train, self.y_train, self.points_test,
+                                                               self.y_test, self.basis)))
+
+    def __repr__(self) -> str:
+        return (f"Synthetic2D({self.name}: {len(self.y_train)} train / {len(self.y_test)} test points, "
+                f"2-D embedded in {self.dim} dimensions)")
+
+
+def _moons(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half circles: class 0 the upper arc of the unit circle, class 1 the lower arc
+    shifted to (1, 0.5); ``n // 2`` points each (plus one for class 0 if ``n`` is odd)."""
+    n0 = n - n // 2
+    t0, t1 = rng.uniform(0, np.pi, n0), rng.uniform(0, np.pi, n // 2)
+    pts = np.concatenate([np.c_[np.cos(t0), np.sin(t0)], np.c_[1 - np.cos(t1), 0.5 - np.sin(t1)]])
+    return pts + noise * rng.standard_normal(pts.shape), np.repeat([0, 1], [n0, n // 2])
+
+
+def _circles(n: int, rng: np.random.Generator, noise: float, factor: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two concentric circles: class 0 of radius 1, class 1 of radius ``factor``."""
+    n0 = n - n // 2
+    t0, t1 = rng.uniform(0, 2 * np.pi, n0), rng.uniform(0, 2 * np.pi, n // 2)
+    pts = np.concatenate([np.c_[np.cos(t0), np.sin(t0)], factor * np.c_[np.cos(t1), np.sin(t1)]])
+    return pts + noise * rng.standard_normal(pts.shape), np.repeat([0, 1], [n0, n // 2])
+
+
+SYNTHETIC_NOISE = {"moons": 0.1, "circles": 0.05}
+
+
+def synthetic_2d(name: str = "moons", *, n_train: int = 16, n_test: int = 1000, dim: int = 100,
+                 noise: float | None = None, seed: int = 0, device: torch.device | str | None = None) -> Synthetic2D:
+    """The synthetic binary problems of Miyato et al. (2016): ``"moons"`` or ``"circles"`` in 2-D,
+    ``n_train`` training and ``n_test`` test points (classes balanced), Gaussian noise of standard
+    deviation ``noise`` (default 0.1 for moons, 0.05 for circles), embedded in ``dim`` dimensions by a
+    random orthonormal basis. Everything is drawn from ``seed`` (train, test and basis from
+    independent streams). Taught in chapter 06.
+
+    Example: ``ds = synthetic_2d("moons"); fit(model, (ds.x_train, ds.y_train), ...)``
+    """
+    makers = {"moons": _moons, "circles": _circles}
+    if name not in makers:
+        raise ValueError(f"name must be one of {sorted(makers)}, got {name!r}")
+    check_int(n_train, "n_train", minimum=2)
+    check_int(n_test, "n_test", minimum=2)
+    check_int(dim, "dim", minimum=2)
+    noise = SYNTHETIC_NOISE[name] if noise is None else float(noise)
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    rng_train, rng_test, rng_basis = (np.random.default_rng([seed, k]) for k in range(3))
+    p_train, y_train = makers[name](n_train, rng_train, noise)
+    p_test, y_test = makers[name](n_test, rng_test, noise)
+    basis, _ = np.linalg.qr(rng_basis.standard_normal((dim, 2)))
+    device = get_device() if device is None else device
+    f = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
+    g = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)
+    return Synthetic2D(name, f(p_train), g(y_train), f(p_test), g(y_test), f(basis))

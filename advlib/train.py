@@ -236,3 +236,58 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     bar.close()
     model.eval()
     return pd.DataFrame(history)
+
+
+# ------------------------------------------------- virtual adversarial training and its baselines
+def vat_regularizer(eps: float, *, xi: float = 1e-6, power_iterations: int = 1, weight: float = 1.0,
+                    eps_ramp: float = 0.0) -> Regularizer:
+    r"""Virtual adversarial training (Miyato et al., 2016) as a regulariser for :func:`fit`:
+
+    .. math:: R(\theta; x_u) = \lambda\,\frac{1}{|x_u|}\sum_i
+              \mathrm{KL}\big(\hat p(\cdot \mid x_i) \,\|\, p_\theta(\cdot \mid x_i + r_{\mathrm{vadv},i})\big)
+
+    i.e. ``weight`` times the mean negative LDS, where ``r_vadv`` comes from
+    :func:`advlib.attacks.vat_perturbation` (``eps``, ``xi``, ``power_iterations``) and ``p_hat`` is the
+    current prediction held constant (no gradient through it). No labels are used, so ``x_u`` may be
+    unlabelled (``fit(..., regularizer=vat_regularizer(2.0), unlabeled=x_u)``) or the labelled batch
+    (supervised VAT, when ``unlabeled`` is None). Both predictions use the model's current mode (in
+    ``fit``: train mode); the perturbation itself is found in eval mode. ``power_iterations=0``
+    gives random perturbation training (RPT): a random direction of norm ``eps`` instead.
+    ``eps_ramp`` grows eps linearly from 0 over that fraction of training. Chapter 06.
+    """
+    eps = check_positive(eps, "eps")
+    check_positive(xi, "xi", allow_zero=False)
+    check_int(power_iterations, "power_iterations", minimum=0)
+    weight = check_positive(weight, "weight")
+
+    def regularizer(model: nn.Module, x_u: torch.Tensor, progress: float) -> torch.Tensor:
+        e = ramp(eps, progress, eps_ramp)
+        r = attacks.vat_perturbation(model, x_u, eps=e, xi=xi, power_iterations=power_iterations)
+        with torch.no_grad():
+            logits_p = model(x_u)
+        return weight * attacks.kl_divergence(logits_p, model(x_u + r.to(x_u.dtype))).mean()
+
+    return regularizer
+
+
+def rpt_regularizer(eps: float, *, weight: float = 1.0) -> Regularizer:
+    """Random perturbation training: :func:`vat_regularizer` with a random direction of L2 norm
+    ``eps`` in place of the virtual adversarial one (``power_iterations=0``). Chapter 06."""
+    return vat_regularizer(eps, power_iterations=0, weight=weight)
+
+
+def fgm_perturbation(eps: float, *, norm: str | float = 2, bounds: tuple[float, float] | None = None,
+                     eps_ramp: float = 0.0) -> Perturb:
+    r"""Adversarial training with the fast gradient method, L2 by default, and no box unless
+    ``bounds`` is given (for features that are not pixels):
+    :math:`x + \epsilon\, \nabla_x L / \|\nabla_x L\|_2`. Use with ``fit(..., clean_weight=0.5)`` for
+    Goodfellow et al.'s objective :math:`\tfrac12 L(x, y) + \tfrac12 L(x + r_{\mathrm{adv}}, y)`,
+    the labelled cousin of VAT. Chapter 06."""
+    eps = check_positive(eps, "eps")
+    norm = attacks.normalize_norm(norm)
+
+    def perturb(model, x, y, progress):
+        e = ramp(eps, progress, eps_ramp)
+        return attacks.fgsm(model, x, y, eps=e, norm=norm, bounds=bounds) if e > 0 else x
+
+    return perturb

@@ -1,0 +1,200 @@
+"""Virtual adversarial training: the perturbation (norm, modes, grads, no labels, power iteration),
+the KL helper, the regulariser and the fgm perturbation for fit, the synthetic data and the
+decision-boundary plot."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advlib import attacks, data, plots, train
+
+
+def per_example_norm(r):
+    return r.flatten(1).norm(dim=1)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3, 2.0])
+@pytest.mark.parametrize("power_iterations", [0, 1, 3])
+def test_norm_is_eps_for_every_example(tiny, batch, eps, power_iterations):
+    x, _ = batch
+    r = attacks.vat_perturbation(tiny, x, eps=eps, power_iterations=power_iterations,
+                                 generator=torch.Generator().manual_seed(0))
+    assert r.shape == x.shape and r.dtype == x.dtype
+    assert torch.allclose(per_example_norm(r), torch.full((x.shape[0],), eps), atol=1e-5)
+    assert not r.requires_grad and r.grad_fn is None
+
+
+def test_any_range_and_any_shape():
+    """No [0, 1] requirement: features of any sign and scale, (N, D) inputs, no clipping."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = 10 * torch.randn(7, 5)
+    r = attacks.vat_perturbation(mlp, x, eps=4.0)
+    assert torch.allclose(per_example_norm(r), torch.full((7,), 4.0), atol=1e-4)
+
+
+def test_mode_restored_eval_used_and_parameter_grads_untouched(tiny, batch):
+    x, _ = batch
+    tiny.train()
+    tiny.body[1].eval()  # a mixed mode must be restored exactly
+    modes = [m.training for m in tiny.modules()]
+    for p in tiny.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    seen = []
+    hook = tiny.body[5].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    attacks.vat_perturbation(tiny, x, eps=1.0, power_iterations=2)
+    hook.remove()
+    assert seen and not any(seen), "the model must run in eval mode"
+    assert [m.training for m in tiny.modules()] == modes
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in tiny.parameters())
+    after = tiny.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no running-stat updates either
+
+
+def test_needs_no_labels():
+    import inspect
+
+    params = inspect.signature(attacks.vat_perturbation).parameters
+    assert "y" not in params and not any("label" in p for p in params)
+
+
+def test_generator_makes_it_repeatable(tiny, batch):
+    x, _ = batch
+    a = attacks.vat_perturbation(tiny, x, eps=1.0, generator=torch.Generator().manual_seed(5))
+    b = attacks.vat_perturbation(tiny, x, eps=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def _fisher(model, x1):
+    """Exact Hessian of r -> KL(p(x) || p(x + r)) at r = 0 for one flat input x1: J^T (diag p - p p^T) J."""
+    J = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x1)  # (K, D)
+    p = model(x1[None])[0].softmax(0).detach()
+    return J.T @ (torch.diag(p) - torch.outer(p, p)) @ J
+
+
+def test_power_iteration_finds_dominant_eigenvector():
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 5)).double()
+    x = torch.randn(1, 6, dtype=torch.float64)
+    evals, evecs = torch.linalg.eigh(_fisher(mlp, x[0]))
+    top = evecs[:, -1]
+    assert evals[-2] < 0.9 * evals[-1]  # a gap, so 80 iterations converge (0.9**80 < 3e-4)
+    r = attacks.vat_perturbation(mlp, x, eps=1.0, xi=1e-6, power_iterations=80,
+                                 generator=torch.Generator().manual_seed(1))
+    assert abs(torch.dot(r[0], top).item()) > 0.999
+    # and it beats a random direction of the same norm at raising the KL
+    with torch.no_grad():
+        kl_vadv = attacks.kl_divergence(mlp(x), mlp(x + r)).item()
+        rand = attacks.vat_perturbation(mlp, x, eps=1.0, power_iterations=0)
+        kl_rand = attacks.kl_divergence(mlp(x), mlp(x + rand)).item()
+    assert kl_vadv > kl_rand
+
+
+def test_binary_classifier_needs_one_iteration():
+    """With two classes the Hessian has rank one: one power iteration is exact (up to sign)."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 2)).double()
+    x = torch.randn(1, 6, dtype=torch.float64)
+    top = torch.linalg.eigh(_fisher(mlp, x[0]))[1][:, -1]
+    r = attacks.vat_perturbation(mlp, x, eps=1.0, power_iterations=1)
+    assert abs(torch.dot(r[0], top).item()) > 0.9999
+
+
+def test_kl_divergence():
+    p = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    q = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    kl = attacks.kl_divergence(p, q)
+    ref = F.kl_div(F.log_softmax(q, 1), F.log_softmax(p, 1), reduction="none", log_target=True).sum(1)
+    assert torch.allclose(kl, ref, atol=1e-6)
+    assert kl[1] == 0 and kl[0] > 0
+    with pytest.raises(ValueError, match="logits_p"):
+        attacks.kl_divergence(p, q[:, :2])
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(eps=-1.0), "eps"), (dict(eps=float("nan")), "eps"), (dict(xi=0.0), "xi"), (dict(xi=-1e-6), "xi"),
+    (dict(power_iterations=-1), "power_iterations"), (dict(power_iterations=1.5), "power_iterations"),
+])
+def test_bad_arguments_name_themselves(tiny, batch, bad, name):
+    kw = dict(eps=1.0)
+    kw.update(bad)
+    with pytest.raises(ValueError, match=name):
+        attacks.vat_perturbation(tiny, batch[0], **kw)
+
+
+def test_bad_inputs(tiny, batch):
+    x, _ = batch
+    with pytest.raises(ValueError, match="model must be"):
+        attacks.vat_perturbation("not a model", x, eps=1.0)
+    with pytest.raises(ValueError, match="x must be a floating"):
+        attacks.vat_perturbation(tiny, (x * 255).to(torch.uint8), eps=1.0)
+    with pytest.raises(ValueError, match="x must have a batch"):
+        attacks.vat_perturbation(tiny, torch.rand(12), eps=1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        attacks.vat_perturbation(tiny, x * float("nan"), eps=1.0)
+
+
+# ----------------------------------------------------------------------------- training pieces
+def test_vat_regularizer_value_and_gradients(tiny, batch):
+    x, _ = batch
+    reg = train.vat_regularizer(1.0, weight=2.0)
+    tiny.eval()
+    value = reg(tiny, x, 0.0)
+    assert value.dim() == 0 and value.item() > 0
+    value.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny.parameters())
+    assert train.vat_regularizer(0.0)(tiny, x, 0.0).item() == 0.0  # eps = 0: no perturbation, no penalty
+    with pytest.raises(ValueError, match="weight"):
+        train.vat_regularizer(1.0, weight=-1.0)
+    with pytest.raises(ValueError, match="xi"):
+        train.vat_regularizer(1.0, xi=0.0)
+
+
+def test_fit_with_vat_on_unlabelled_and_fgm():
+    torch.manual_seed(0)
+    ds = data.synthetic_2d("moons", n_train=16, n_test=200, dim=20, seed=0, device="cpu")
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 2))
+    hist = train.fit(model, (ds.x_train, ds.y_train), epochs=20, batch_size=16, lr=1e-2, evals=1,
+                     regularizer=train.vat_regularizer(0.3), unlabeled=ds.x_test, progress=False)
+    assert len(hist) == 1 and hist.train_loss.notna().all()
+    x_in = train.fgm_perturbation(0.5)(model, ds.x_train, ds.y_train, 0.0)
+    assert torch.allclose(per_example_norm(x_in - ds.x_train), torch.full((16,), 0.5), atol=1e-5)
+    hist = train.fit(model, (ds.x_train, ds.y_train), epochs=5, batch_size=16, lr=1e-2, evals=1,
+                     perturb=train.fgm_perturbation(0.3), clean_weight=0.5, progress=False)
+    assert hist.train_loss.notna().all()
+    rpt = train.rpt_regularizer(0.3)(model, ds.x_train, 0.0)
+    assert rpt.item() >= 0
+
+
+# ------------------------------------------------------------------------------ data and plot
+@pytest.mark.parametrize("name", ["moons", "circles"])
+def test_synthetic_2d(name):
+    ds = data.synthetic_2d(name, seed=3, device="cpu")
+    assert ds.x_train.shape == (16, 100) and ds.x_test.shape == (1000, 100)
+    assert ds.y_train.bincount().tolist() == [8, 8] and ds.y_test.bincount().tolist() == [500, 500]
+    assert torch.allclose(ds.basis.T @ ds.basis, torch.eye(2), atol=1e-5)  # orthonormal: distances kept
+    d2 = torch.cdist(ds.points_train, ds.points_train)
+    d100 = torch.cdist(ds.x_train, ds.x_train)
+    assert torch.allclose(d2, d100, atol=1e-4)
+    again = data.synthetic_2d(name, seed=3, device="cpu")
+    assert torch.equal(ds.x_train, again.x_train) and torch.equal(ds.y_test, again.y_test)
+    assert not torch.equal(ds.x_train, data.synthetic_2d(name, seed=4, device="cpu").x_train)
+    with pytest.raises(ValueError, match="name"):
+        data.synthetic_2d("spirals")
+    with pytest.raises(ValueError, match="n_train"):
+        data.synthetic_2d(name, n_train=1)
+
+
+def test_decision_boundary_plot():
+    ds = data.synthetic_2d("circles", n_test=50, dim=10, device="cpu")
+    model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 2)).train()
+    fig = plots.decision_boundary(model, ds.points_train, ds.y_train, embed=ds.embed, resolution=30,
+                                  title="t", test_points=ds.points_test, test_labels=ds.y_test, colorbar=True)
+    assert fig.axes and model.training
+    with pytest.raises(ValueError, match="points"):
+        plots.decision_boundary(model, ds.x_train, ds.y_train, embed=ds.embed)
