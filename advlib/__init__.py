@@ -5,9 +5,9 @@ Modules, in the order data flows: :mod:`~advlib.data` -> :mod:`~advlib.models` -
 plus :mod:`~advlib.budget` (smoke / book / paper), :mod:`~advlib.cache` (trained models) and
 :mod:`~advlib.zoo` (named recipes shared by the chapters).
 """
-from . import attacks, budget, cache, data, evaluate, models, plots, train, utils, zoo
+from . import attacks, budget, cache, data, evaluate, generative, models, plots, train, utils, zoo
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["attacks", "budget", "cache", "data", "evaluate", "models", "plots", "train", "utils", "zoo",
+__all__ = ["attacks", "budget", "cache", "data", "evaluate", "generative", "models", "plots", "train", "utils", "zoo",
            "get_device", "seed_everything", "__version__"]

@@ -9,6 +9,9 @@ from .common import Normalize, count_parameters
 from .mnist import MadryMNIST, mnist_cnn
 from .cifar import PreActResNet18, SmallCIFAR, small_cifar_cnn, preact_resnet18
 from .imagenet import imagenet_classifier
+from . import generative
+from .generative import (ClassifierView, ConvDiscriminator, ConvGenerator, Decoder, Encoder, GaussianEncoder,
+                         MLPDiscriminator, MLPGenerator, SemiSupervisedEncoder, mnist_gan, toy_gan)
 
 __all__ = ["Normalize", "count_parameters", "MadryMNIST", "mnist_cnn", "SmallCIFAR", "small_cifar_cnn",
            "PreActResNet18", "preact_resnet18", "imagenet_classifier"]

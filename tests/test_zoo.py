@@ -1,0 +1,94 @@
+"""The model zoo: recipe settings, the chapter-07 recipes on tiny fake data, cache round trips."""
+import pytest
+import torch
+
+from advlib import cache, data, zoo
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLIB_CACHE", str(tmp_path))
+    monkeypatch.setenv("ADVLIB_PROGRESS", "0")
+    return tmp_path
+
+
+def fake(n, shape, classes):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    return data.ImageData(images, torch.arange(n) % len(classes), tuple(classes), "fake")
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Fake MNIST/CIFAR-10 of a few hundred images, and smoke recipes that take a second."""
+    monkeypatch.setattr(zoo.data, "mnist", lambda train=True, root=None: fake(300, (1, 28, 28), data.MNIST_CLASSES))
+    monkeypatch.setattr(zoo.data, "cifar10", lambda train=True, root=None: fake(200, (3, 32, 32), data.CIFAR10_CLASSES))
+    common = dict(batch_size=50, lr=1e-3, optimizer="adam", weight_decay=0.0, schedule="linear", warmup=0.1,
+                  amp=False, evals=2, seed=0)
+    adv = dict(eps_ramp=0.5, val_steps=1, steps=1)
+    monkeypatch.setitem(zoo.RECIPES["robust_mnist"], "smoke",
+                        dict(n_train=100, n_val=20, epochs=1, eps=0.3, alpha=0.15, **adv, **common))
+    monkeypatch.setitem(zoo.RECIPES["standard_cifar"], "smoke",
+                        dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, **common))
+    monkeypatch.setitem(zoo.RECIPES["robust_cifar"], "smoke",
+                        dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, eps=8 / 255, alpha=6 / 255, **adv, **common))
+
+
+def test_every_recipe_lists_the_same_settings_at_every_budget():
+    for name, budgets in zoo.RECIPES.items():
+        assert set(budgets) == {"smoke", "book", "paper"}, name
+        keys = {b: set(cfg) for b, cfg in budgets.items()}
+        assert keys["smoke"] == keys["book"] == keys["paper"], name
+    cfg = zoo.recipe("robust_mnist", "book")
+    assert cfg["budget"] == "book" and cfg["eps"] == 0.3 and cfg["n_train"] + cfg["n_val"] <= 60000
+    assert zoo.recipe("robust_cifar", "paper")["steps"] == 7
+
+
+def test_bad_names_raise():
+    with pytest.raises(ValueError, match="name"):
+        zoo.recipe("robust_imagenet")
+    with pytest.raises(ValueError, match="budget"):
+        zoo.recipe("robust_mnist", "huge")
+
+
+@pytest.mark.parametrize("name", ["robust_mnist", "standard_cifar", "robust_cifar"])
+def test_recipe_trains_once_then_loads_from_the_cache(tiny, cache_in_tmp, name):
+    recipe_fn = getattr(zoo, name)
+    model = recipe_fn(budget="smoke", verbose=False)
+    assert not model.training
+    hist = model.meta["history"]
+    assert model.meta["name"] == name and model.meta["budget"] == "smoke"
+    assert len(hist["step"]) == 2 and all(0 <= a <= 1 for a in hist["val_acc"])
+    assert ("val_robust_acc" in hist) == name.startswith("robust")
+    path = cache.path_for(name, zoo.recipe(name, "smoke"), "smoke")
+    assert path.exists() and [p.name for p in cache_in_tmp.iterdir()] == [path.name]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model must not be trained again")
+
+    import advlib.zoo
+    original = advlib.zoo.fit
+    advlib.zoo.fit = no_training
+    try:
+        again = recipe_fn(budget="smoke", verbose=False)
+    finally:
+        advlib.zoo.fit = original
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu())
+    assert again.meta["history"] == hist
+
+
+def test_robust_recipe_changes_with_its_settings(tiny, cache_in_tmp, monkeypatch):
+    zoo.robust_mnist(budget="smoke", verbose=False)
+    monkeypatch.setitem(zoo.RECIPES["robust_mnist"]["smoke"], "steps", 2)
+    zoo.robust_mnist(budget="smoke", verbose=False)
+    assert len(list(cache_in_tmp.iterdir())) == 2  # a new setting is a new cache entry
+
+
+def test_bad_recipe_settings_raise(tiny, monkeypatch):
+    monkeypatch.setitem(zoo.RECIPES["robust_cifar"]["smoke"], "arch", "vgg99")
+    with pytest.raises(ValueError, match="arch"):
+        zoo.robust_cifar(budget="smoke", verbose=False)
+    monkeypatch.setitem(zoo.RECIPES["robust_mnist"]["smoke"], "n_train", 10_000)
+    with pytest.raises(ValueError, match="n_train"):
+        zoo.robust_mnist(budget="smoke", verbose=False)
