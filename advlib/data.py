@@ -34,6 +34,8 @@ import torch
 from .utils import check_int, get_device
 
 ENV_VAR = "ADVLIB_DATA"
+MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first MNIST mirror
+CIFAR_HOST = "www.cs.toronto.edu"
 
 MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -69,7 +71,7 @@ def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
     return roots
 
 
-def is_online(host: str = "pypi.org", port: int = 443, timeout: float = 3.0) -> bool:
+def is_online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     """True when a TCP connection to ``host`` opens within ``timeout`` seconds (never hangs longer)."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -78,11 +80,19 @@ def is_online(host: str = "pypi.org", port: int = 443, timeout: float = 3.0) -> 
         return False
 
 
+def _download(fetch, what: str, expected: list[str], roots: list[Path]) -> None:
+    """Run a torchvision download; any failure becomes a :class:`DataNotFoundError` saying what to place where."""
+    try:
+        fetch()
+    except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on the mirror
+        raise _missing(what, expected, roots, f"(The download failed: {type(e).__name__}: {str(e).splitlines()[0]})") from e
+
+
 def _missing(what: str, expected: list[str], roots: list[Path], hint: str = "") -> DataNotFoundError:
     tried = "\n".join(f"  - {r}" for r in roots)
     files = "\n".join(f"  <root>/{e}" for e in expected)
     return DataNotFoundError(
-        f"{what} not found, and it cannot be downloaded (offline, or download=False).\n"
+        f"{what} not found, and it could not be downloaded (offline, or download=False).\n"
         f"Folders searched:\n{tried}\n"
         f"Place these files in one of them, or point the environment variable {ENV_VAR} at a folder "
         f"that holds them:\n{files}\n{hint}".rstrip()
@@ -233,14 +243,16 @@ def mnist(train: bool = True, root: str | os.PathLike | None = None, download: b
         if files:
             break
     else:
-        cache = default_cache_root()
-        if download and is_online():
-            import torchvision
+        expected = [f"MNIST/raw/{n}" for n in MNIST_FILES[train]]
+        if not (download and is_online(MNIST_HOST)):
+            raise _missing("MNIST", expected, roots)
+        import torchvision
 
-            torchvision.datasets.MNIST(str(cache), train=train, download=True)
-            files = _find_mnist(cache, train)
+        cache = default_cache_root()
+        _download(lambda: torchvision.datasets.MNIST(str(cache), train=train, download=True), "MNIST", expected, roots)
+        files = _find_mnist(cache, train)
         if not files:
-            raise _missing("MNIST", [f"MNIST/raw/{n}" for n in MNIST_FILES[train]], roots)
+            raise _missing("MNIST", expected, roots)
     images = torch.from_numpy(_read_idx(files[0]).copy()).unsqueeze(1)
     labels = torch.from_numpy(_read_idx(files[1]).astype(np.int64))
     return ImageData(images, labels, MNIST_CLASSES, f"MNIST-{'train' if train else 'test'}")
@@ -277,15 +289,16 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
             arrays = _cifar_from_batches(r / "cifar-10-batches-py", train)
             break
     if arrays is None:
-        cache = default_cache_root()
-        if download and is_online():
-            import torchvision
+        expected = [f"cifar10/{split}.npz  (arrays x: uint8 N,32,32,3; y: int64 N)"]
+        hint = "(torchvision's cifar-10-batches-py folder works too.)"
+        if not (download and is_online(CIFAR_HOST)):
+            raise _missing("CIFAR-10", expected, roots, hint)
+        import torchvision
 
-            torchvision.datasets.CIFAR10(str(cache), train=train, download=True)
-            arrays = _cifar_from_batches(cache / "cifar-10-batches-py", train)
-        else:
-            raise _missing("CIFAR-10", [f"cifar10/{split}.npz  (arrays x: uint8 N,32,32,3; y: int64 N)"], roots,
-                           "(torchvision's cifar-10-batches-py folder works too.)")
+        cache = default_cache_root()
+        _download(lambda: torchvision.datasets.CIFAR10(str(cache), train=train, download=True), "CIFAR-10",
+                  expected, roots)
+        arrays = _cifar_from_batches(cache / "cifar-10-batches-py", train)
     x, y = arrays
     return ImageData(torch.from_numpy(x), torch.from_numpy(y), CIFAR10_CLASSES, f"CIFAR10-{split}")
 
@@ -317,8 +330,12 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
             break
     if blob is None:
         if download and is_online(host=url.split("/")[2]):
-            with urllib.request.urlopen(url, timeout=20) as resp:
-                blob = resp.read()
+            try:
+                with urllib.request.urlopen(url, timeout=20) as resp:
+                    blob = resp.read()
+            except OSError as e:
+                raise _missing(f"sample image {name!r}", [f"images/{fname}"], roots,
+                               f"(The download from {url} failed: {e})") from e
             dest = default_cache_root() / "images" / fname
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_suffix(".tmp")

@@ -131,3 +131,21 @@ def test_offline_copies_load_as_they_are():
     pig = data.sample_image("pig", root=root)
     assert pig.shape == (3, 400, 400) and 0 <= pig.min() and pig.max() <= 1
     assert data.sample_image("pig", root=root, size=224).shape == (3, 224, 224)
+
+
+def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    """Online by the socket check, but the mirror fails: still our error, not torchvision's traceback."""
+    import torchvision
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: Name or service not known")
+
+    monkeypatch.setenv("ADVLIB_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "is_online", lambda *a, **k: True)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", broken)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", broken)
+    for load in (data.mnist, data.cifar10):
+        with pytest.raises(data.DataNotFoundError, match="ADVLIB_DATA") as err:
+            load(train=True, root=tmp_path)
+        assert "download failed" in str(err.value)
