@@ -32,6 +32,32 @@ def get_device() -> torch.device:
     return _DEVICE
 
 
+def bf16_is_native(device: torch.device | str | None = None) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
+    AMX). Elsewhere bf16 autocast is emulated: on an AVX2-only CPU a PGD training step of the MNIST CNN
+    took 13x longer in bf16 than in float32 (4.0 s vs 0.31 s, chapter 07)."""
+    device = torch.device(device) if device is not None else get_device()
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bool:
+    """``amp`` as a bool: ``True`` / ``False`` as given, ``"auto"`` = :func:`bf16_is_native`."""
+    if isinstance(amp, str):
+        if amp != "auto":
+            raise ValueError(f"amp must be True, False or 'auto', got {amp!r}")
+        return bf16_is_native(device)
+    if not isinstance(amp, (bool, np.bool_)):
+        raise ValueError(f"amp must be True, False or 'auto', got {amp!r}")
+    return bool(amp)
+
+
 def show_progress(progress: bool | None = None) -> bool:
     """Whether to draw tqdm progress bars: ``progress`` if given, else ``$ADVLIB_PROGRESS`` != "0"."""
     if progress is not None:

@@ -43,3 +43,21 @@ def test_resnet50_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(advlib.data, "is_online", lambda *a, **k: False)
     with pytest.raises(RuntimeError, match="efficientnet_lite0"):
         models.imagenet_classifier("resnet50", device="cpu")
+
+
+def test_mlp_classifier_layers_and_shapes():
+    m = models.mlp_classifier([8, 4], in_features=12, num_classes=3, dropout=0.5, batch_norm=True)
+    kinds = [type(layer).__name__ for layer in m]
+    assert kinds == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear", "BatchNorm1d", "ReLU",
+                     "Dropout", "Linear"]
+    assert m.eval()(torch.rand(5, 3, 2, 2)).shape == (5, 3)
+    assert models.count_parameters(models.mlp_classifier([], in_features=10, num_classes=2)) == 22
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(hidden=[0]), "hidden"), (dict(hidden=[2.5]), "hidden"), (dict(in_features=0), "in_features"),
+    (dict(num_classes=1), "num_classes"), (dict(dropout=1.0), "dropout"), (dict(dropout=-0.1), "dropout"),
+])
+def test_mlp_classifier_bad_arguments(kw, name):
+    with pytest.raises(ValueError, match=name):
+        models.mlp_classifier(**kw)

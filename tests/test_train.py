@@ -91,6 +91,22 @@ def test_amp_bf16_runs(tiny):
     hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=True, perturb=train.pgd_perturbation(0.1, steps=1),
                      progress=False)
     assert math.isfinite(hist.train_loss.iloc[0])
+    assert bool(hist.bf16.iloc[0]) is True
+
+
+def test_amp_auto_resolves_to_the_hardware(tiny, monkeypatch):
+    from advlib import utils
+
+    assert utils.resolve_amp(False, "cpu") is False and utils.resolve_amp(True, "cpu") is True
+    monkeypatch.setattr(utils, "bf16_is_native", lambda device=None: False)
+    assert utils.resolve_amp("auto", "cpu") is False
+    hist = train.fit(tiny, toy_data(16), epochs=1, batch_size=16, amp="auto", progress=False)
+    assert bool(hist.bf16.iloc[0]) is False
+    monkeypatch.setattr(utils, "bf16_is_native", lambda device=None: True)
+    assert utils.resolve_amp("auto", "cpu") is True
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="amp"):
+            utils.resolve_amp(bad, "cpu")
 
 
 def test_evaluate_helpers(tiny):

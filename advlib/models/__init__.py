@@ -3,15 +3,17 @@ so attack budgets (eps) are always in pixel units.
 
 - :mod:`.mnist`: the Madry et al. MNIST CNN.
 - :mod:`.cifar`: a small VGG-style CNN and PreAct-ResNet18 for CIFAR-10.
+- :mod:`.mlp`: a ReLU multilayer perceptron (the VAT experiments).
 - :mod:`.imagenet`: a pretrained ImageNet classifier (EfficientNet-Lite0 offline, ResNet-50 online).
 """
 from .common import Normalize, count_parameters
 from .mnist import MadryMNIST, mnist_cnn
 from .cifar import PreActResNet18, SmallCIFAR, small_cifar_cnn, preact_resnet18
 from .imagenet import imagenet_classifier
+from .mlp import mlp_classifier
 from . import generative
 from .generative import (ClassifierView, ConvDiscriminator, ConvGenerator, Decoder, Encoder, GaussianEncoder,
                          MLPDiscriminator, MLPGenerator, SemiSupervisedEncoder, mnist_gan, toy_gan)
 
 __all__ = ["Normalize", "count_parameters", "MadryMNIST", "mnist_cnn", "SmallCIFAR", "small_cifar_cnn",
-           "PreActResNet18", "preact_resnet18", "imagenet_classifier"]
+           "PreActResNet18", "preact_resnet18", "imagenet_classifier", "mlp_classifier"]

@@ -27,3 +27,18 @@ class Normalize(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def mlp_layers(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers between ``sizes``; after each hidden one (not the last): batch norm if asked,
+    the activation ``act``, dropout if ``dropout > 0``."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(sizes[i + 1]))
+            layers.append(act)
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)

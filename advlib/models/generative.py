@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..utils import check_int
+from .common import mlp_layers as _mlp
 
 
 def _shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
@@ -37,20 +38,6 @@ def _hidden(hidden: Sequence[int], name: str = "hidden") -> tuple[int, ...]:
     if any((not isinstance(h, int)) or h < 1 for h in hidden):
         raise ValueError(f"{name} must be a sequence of positive ints, got {hidden!r}")
     return hidden
-
-
-def _mlp(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
-    """Linear layers between ``sizes`` with ``act`` after each hidden one (not after the last)."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(sizes[i + 1]))
-            layers.append(act)
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
 
 
 _OUTPUTS = {"sigmoid": nn.Sigmoid, "linear": nn.Identity, "tanh": nn.Tanh}
