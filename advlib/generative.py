@@ -104,6 +104,14 @@ def _log_points(total: int, log_every: int | None, per_epoch: int | None) -> set
     return set(range(every, total + 1, every)) | {total}
 
 
+def _schedule(data, batch_size: int, seed: int, device: torch.device, steps: int | None, epochs: float | None,
+              log_every: int | None) -> tuple[Iterator, int | None, int, set[int]]:
+    """The batch stream, the steps per epoch (None for a sampler), the total steps and the logged steps."""
+    stream, per_epoch = _stream(data, batch_size, seed, device)
+    total = _total_steps(steps, epochs, per_epoch)
+    return stream, per_epoch, total, _log_points(total, log_every, per_epoch)
+
+
 def _adam(params, lr: float, betas=(0.5, 0.999)) -> torch.optim.Adam:
     return torch.optim.Adam(list(params), lr=check_positive(lr, "lr", allow_zero=False), betas=betas)
 
@@ -111,6 +119,14 @@ def _adam(params, lr: float, betas=(0.5, 0.999)) -> torch.optim.Adam:
 def _finite(loss: torch.Tensor, what: str, step: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the {what} loss became {loss.item()} at step {step}; lower the learning rate")
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, what: str, t: int) -> None:
+    """One optimiser step on ``loss``, after checking that it is finite (``what`` names it in the error)."""
+    _finite(loss, what, t)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def one_hot(y: torch.Tensor, n: int) -> torch.Tensor:
@@ -166,9 +182,7 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
     if not hasattr(G, "z_dim"):
         raise ValueError("G must have an attribute z_dim (the noise dimension)")
     device = model_device(G)
-    stream, per_epoch = _stream(data, batch_size, seed, device)
-    total = _total_steps(steps, epochs, per_epoch)
-    logs = _log_points(total, log_every, per_epoch)
+    stream, per_epoch, total, logs = _schedule(data, batch_size, seed, device, steps, epochs, log_every)
     opt_g, opt_d = _adam(G.parameters(), lr_g, betas), _adam(D.parameters(), lr_d, betas)
     gz = torch.Generator().manual_seed(seed + 1)
     noise = lambda n: torch.randn(n, G.z_dim, generator=gz).to(device)  # noqa: E731
@@ -182,16 +196,10 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
                 fake = G(noise(x.shape[0]))
             real_logits, fake_logits = D(x), D(fake)
             d_loss = discriminator_loss(real_logits, fake_logits)
-            _finite(d_loss, "discriminator", t)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            _step(opt_d, d_loss, "discriminator", t)
         fake_logits_g = D(G(noise(x.shape[0])))
         g_loss = generator_loss(fake_logits_g, loss)
-        _finite(g_loss, "generator", t)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        _step(opt_g, g_loss, "generator", t)
         acc["d_loss"] += d_loss.item()
         acc["g_loss"] += g_loss.item()
         acc["d_real"] += torch.sigmoid(real_logits).mean().item()
@@ -229,10 +237,7 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
     every = max(1, steps // 10)
     for t in tqdm(range(1, steps + 1), desc="D only", disable=not show_progress(progress), leave=False):
         loss = discriminator_loss(D(real(batch_size).to(device)), D(fake(batch_size).to(device)))
-        _finite(loss, "discriminator", t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(opt, loss, "discriminator", t)
         run += -loss.item()
         if t % every == 0 or t == steps:
             history.append({"step": t, "value": run / (every if t % every == 0 else t % every),
@@ -375,19 +380,14 @@ def train_autoencoder(encoder: nn.Module, decoder: nn.Module, data, *, epochs: f
     """A plain (unregularised) autoencoder: minimise :func:`reconstruction_loss` only. The baseline
     whose codes follow no prior. Chapter 02. Returns the history (``rec`` per image)."""
     device = model_device(encoder)
-    stream, per_epoch = _stream(data, batch_size, seed, device)
-    total = _total_steps(steps, epochs, per_epoch)
-    logs = _log_points(total, log_every, per_epoch)
+    stream, per_epoch, total, logs = _schedule(data, batch_size, seed, device, steps, epochs, log_every)
     opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=check_positive(lr, "lr", allow_zero=False))
     encoder.train(), decoder.train()
     history, acc, t0 = [], dict(rec=0.0, n=0), time.time()
     for t in tqdm(range(1, total + 1), desc="AE", disable=not show_progress(progress), leave=False):
         x, _ = next(stream)
         rec = reconstruction_loss(decoder(encoder(x)), x)
-        _finite(rec, "reconstruction", t)
-        opt.zero_grad(set_to_none=True)
-        rec.backward()
-        opt.step()
+        _step(opt, rec, "reconstruction", t)
         acc["rec"] += rec.item()
         acc["n"] += 1
         if t in logs:
@@ -429,9 +429,7 @@ def train_aae(encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module, 
     if not hasattr(prior, "sample"):
         raise ValueError("prior must be a GaussianPrior or MixturePrior (an object with .sample)")
     device = model_device(encoder)
-    stream, per_epoch = _stream(data, batch_size, seed, device)
-    total = _total_steps(steps, epochs, per_epoch)
-    logs = _log_points(total, log_every, per_epoch)
+    stream, per_epoch, total, logs = _schedule(data, batch_size, seed, device, steps, epochs, log_every)
     n_cond = prior.n_components + 1
     opt_ae = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=check_positive(lr, "lr", allow_zero=False))
     opt_d, opt_g = _adam(discriminator.parameters(), lr_reg), _adam(encoder.parameters(), lr_reg)
@@ -446,10 +444,7 @@ def train_aae(encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module, 
         c_dec = one_hot(y, decoder.cond_dim) if label_decoder else None
         # 1. reconstruction phase
         rec = reconstruction_loss(decoder(encoder(x), c_dec), x)
-        _finite(rec, "reconstruction", t)
-        opt_ae.zero_grad(set_to_none=True)
-        rec.backward()
-        opt_ae.step()
+        _step(opt_ae, rec, "reconstruction", t)
         # 2. regularisation phase: discriminator, then encoder as generator
         if label_prior:
             c = one_hot(torch.where(y >= 0, y, torch.full_like(y, n_cond - 1)), n_cond)
@@ -460,14 +455,9 @@ def train_aae(encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module, 
             d_args = ()
         z = encoder(x)
         d_loss = discriminator_loss(discriminator(z_prior, *d_args), discriminator(z.detach(), *d_args))
-        _finite(d_loss, "discriminator", t)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
+        _step(opt_d, d_loss, "discriminator", t)
         g_loss = generator_loss(discriminator(z, *d_args), "ns")
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        _step(opt_g, g_loss, "encoder (as generator)", t)
         acc["rec"] += rec.item()
         acc["d_loss"] += d_loss.item()
         acc["g_loss"] += g_loss.item()
@@ -500,9 +490,7 @@ def train_vae(encoder: nn.Module, decoder: nn.Module, data, prior, *, epochs: fl
     if not hasattr(prior, "log_prob"):
         raise ValueError("prior must be a GaussianPrior or MixturePrior (an object with .log_prob)")
     device = model_device(encoder)
-    stream, per_epoch = _stream(data, batch_size, seed, device)
-    total = _total_steps(steps, epochs, per_epoch)
-    logs = _log_points(total, log_every, per_epoch)
+    stream, per_epoch, total, logs = _schedule(data, batch_size, seed, device, steps, epochs, log_every)
     opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=check_positive(lr, "lr", allow_zero=False))
     torch.manual_seed(seed)
     encoder.train(), decoder.train()
@@ -519,10 +507,7 @@ def train_vae(encoder: nn.Module, decoder: nn.Module, data, prior, *, epochs: fl
             log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(1)
             kl = (log_q - prior.log_prob(z)).mean()
         loss = rec + kl
-        _finite(loss, "VAE", t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(opt, loss, "VAE", t)
         acc["rec"] += rec.item()
         acc["kl"] += kl.item()
         acc["n"] += 1
@@ -562,10 +547,8 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
         raise ValueError(f"decoder.cond_dim must equal encoder.n_classes={n_classes}")
     check_positive(z_std, "z_std", allow_zero=False)
     device = model_device(encoder)
-    stream, per_epoch = _stream(data, batch_size, seed, device)
+    stream, per_epoch, total, logs = _schedule(data, batch_size, seed, device, steps, epochs, log_every)
     lab_stream, _ = _stream((xl, yl), batch_size, seed + 3, device)
-    total = _total_steps(steps, epochs, per_epoch)
-    logs = _log_points(total, log_every, per_epoch)
     opt_ae = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=check_positive(lr, "lr", allow_zero=False))
     opt_d = _adam([*disc_y.parameters(), *disc_z.parameters()], lr_reg)
     opt_g = _adam(encoder.parameters(), lr_reg)
@@ -581,10 +564,7 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
         # 1. reconstruction
         logits, z = encoder(x)
         rec = reconstruction_loss(decoder(z, logits.softmax(1)), x)
-        _finite(rec, "reconstruction", t)
-        opt_ae.zero_grad(set_to_none=True)
-        rec.backward()
-        opt_ae.step()
+        _step(opt_ae, rec, "reconstruction", t)
         # 2. regularisation: both discriminators, then the encoder as generator
         logits, z = encoder(x)
         q_y = logits.softmax(1)
@@ -592,20 +572,13 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
         z_prior = (z_std * torch.randn(n, z.shape[1], generator=gp)).to(device)
         d_loss = (discriminator_loss(disc_y(y_prior), disc_y(q_y.detach()))
                   + discriminator_loss(disc_z(z_prior), disc_z(z.detach())))
-        _finite(d_loss, "discriminator", t)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
+        _step(opt_d, d_loss, "discriminator", t)
         g_loss = generator_loss(disc_y(q_y), "ns") + generator_loss(disc_z(z), "ns")
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        _step(opt_g, g_loss, "encoder (as generator)", t)
         # 3. semi-supervised classification on the labelled set
         xb, yb = next(lab_stream)
         ce = F.cross_entropy(encoder(xb)[0], yb)
-        opt_s.zero_grad(set_to_none=True)
-        ce.backward()
-        opt_s.step()
+        _step(opt_s, ce, "classification", t)
         for k, v in (("rec", rec), ("d_loss", d_loss), ("g_loss", g_loss), ("ce", ce)):
             acc[k] += v.item()
         acc["n"] += 1

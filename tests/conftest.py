@@ -44,3 +44,25 @@ def shared_data_root():
         if cand and os.path.isfile(os.path.join(cand, "MNIST", "raw", "t10k-images-idx3-ubyte")):
             return cand
     return None
+
+
+@pytest.fixture
+def assert_leaves_model_untouched():
+    """A checker: ``check(model, fn)`` puts ``model`` in a mixed train/eval mode with every parameter
+    gradient set to 7, calls ``fn()``, and asserts that the modes, the gradients and the state dict
+    (weights and batch-norm running statistics) are exactly as before."""
+
+    def check(model: nn.Module, fn) -> None:
+        model.train()
+        model.body[1].eval()  # a mixed mode must be restored exactly
+        modes = [m.training for m in model.modules()]
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 7.0)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        fn()
+        assert [m.training for m in model.modules()] == modes, "train/eval modes changed"
+        assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in model.parameters()), "parameter grads changed"
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), "weights or running statistics changed"
+
+    return check

@@ -49,19 +49,9 @@ def test_fgsm_linf_moves_every_free_pixel_by_eps(tiny, batch, norm):
 
 @pytest.mark.parametrize("kind", ["fgsm", "pgd"])
 @pytest.mark.parametrize("norm", NORMS)
-def test_mode_and_parameter_grads_untouched(tiny, batch, kind, norm):
+def test_mode_and_parameter_grads_untouched(tiny, batch, kind, norm, assert_leaves_model_untouched):
     x, y = batch
-    tiny.train()
-    tiny.body[1].eval()  # a mixed mode must be restored exactly
-    modes = [m.training for m in tiny.modules()]
-    for p in tiny.parameters():
-        p.grad = torch.full_like(p, 7.0)
-    before = {k: v.clone() for k, v in tiny.state_dict().items()}
-    run(kind, tiny, x, y, eps=0.1, norm=norm, steps=2, restarts=2)
-    assert [m.training for m in tiny.modules()] == modes
-    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in tiny.parameters())
-    after = tiny.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # no running-stat updates either
+    assert_leaves_model_untouched(tiny, lambda: run(kind, tiny, x, y, eps=0.1, norm=norm, steps=2, restarts=2))
 
 
 def test_attack_runs_model_in_eval_mode(tiny, batch):

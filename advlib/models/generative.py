@@ -44,6 +44,17 @@ _OUTPUTS = {"sigmoid": nn.Sigmoid, "linear": nn.Identity, "tanh": nn.Tanh}
 
 
 # ------------------------------------------------------------------------------------------- GAN
+def _append_condition(h: torch.Tensor, c: torch.Tensor | None, cond_dim: int, who: str) -> torch.Tensor:
+    """``[h, c]`` for a conditioned network (``c`` of shape ``(N, cond_dim)``); ``h`` when ``cond_dim`` is 0."""
+    if cond_dim:
+        if c is None or c.shape != (h.shape[0], cond_dim):
+            raise ValueError(f"c must have shape ({h.shape[0]}, {cond_dim}), got {None if c is None else tuple(c.shape)}")
+        return torch.cat([h, c.to(h.dtype)], 1)
+    if c is not None:
+        raise ValueError(f"this {who} has cond_dim=0 and takes no c")
+    return h
+
+
 class MLPGenerator(nn.Module):
     r"""A generator :math:`G(z)`: an MLP from ``z_dim`` noise to ``out_shape`` (chapter 01).
 
@@ -87,14 +98,7 @@ class MLPDiscriminator(nn.Module):
         h = x.flatten(1)
         if h.shape[1] != math.prod(self.in_shape):
             raise ValueError(f"x must have {math.prod(self.in_shape)} features per example, got shape {tuple(x.shape)}")
-        if self.cond_dim:
-            if c is None or c.shape != (x.shape[0], self.cond_dim):
-                raise ValueError(f"c must have shape ({x.shape[0]}, {self.cond_dim}), got "
-                                 f"{None if c is None else tuple(c.shape)}")
-            h = torch.cat([h, c.to(h.dtype)], 1)
-        elif c is not None:
-            raise ValueError("this discriminator has cond_dim=0 and takes no c")
-        return self.net(h).squeeze(1)
+        return self.net(_append_condition(h, c, self.cond_dim, "discriminator")).squeeze(1)
 
 
 class ConvGenerator(nn.Module):
@@ -208,14 +212,7 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (N, {self.z_dim}), got {tuple(z.shape)}")
-        if self.cond_dim:
-            if c is None or c.shape != (z.shape[0], self.cond_dim):
-                raise ValueError(f"c must have shape ({z.shape[0]}, {self.cond_dim}), got "
-                                 f"{None if c is None else tuple(c.shape)}")
-            z = torch.cat([z, c.to(z.dtype)], 1)
-        elif c is not None:
-            raise ValueError("this decoder has cond_dim=0 and takes no c")
-        return self.net(z).view(-1, *self.out_shape)
+        return self.net(_append_condition(z, c, self.cond_dim, "decoder")).view(-1, *self.out_shape)
 
 
 # ------------------------------------------------------------------------------------- factories
