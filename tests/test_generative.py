@@ -1,4 +1,5 @@
 """advlib.models.generative and advlib.generative: shapes, one training step, priors, MMD, GAN theory."""
+import copy
 import math
 
 import numpy as np
@@ -213,3 +214,23 @@ def test_optimal_discriminator_and_js():
     # disjoint supports: JS = log 2
     p2, q2 = (np.abs(x) < 1) / 2.0, (np.abs(x - 5) < 1) / 2.0
     assert gen.js_divergence(p2, q2, dx) == pytest.approx(math.log(2), rel=1e-3)
+
+
+def test_aae_schedule_decays_the_learning_rates():
+    torch.manual_seed(0)
+    x = torch.rand(60, 1, 28, 28)
+    parts = (gm.Encoder(z_dim=2, hidden=(16,)), gm.Decoder(2, hidden=(16,)), gm.MLPDiscriminator((2,), (16,)))
+
+    def run(schedule, steps):
+        enc, dec, disc = (copy.deepcopy(m) for m in parts)
+        gen.train_aae(enc, dec, disc, x, gen.GaussianPrior(2), steps=steps, batch_size=20, schedule=schedule,
+                      progress=False)
+        return torch.cat([p.detach().flatten() for m in (enc, dec, disc) for p in m.parameters()])
+
+    # the first step runs at the full rate, so one step of a decay equals one constant step
+    assert torch.equal(run("linear", 1), run("constant", 1))
+    # later steps are smaller: after three steps the decayed run has moved less far from the start
+    start = torch.cat([p.detach().flatten() for m in parts for p in m.parameters()])
+    assert (run("linear", 3) - start).norm() < (run("constant", 3) - start).norm()
+    with pytest.raises(ValueError, match="schedule"):
+        run("exponential", 1)
