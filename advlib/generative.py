@@ -407,7 +407,8 @@ def train_autoencoder(encoder: nn.Module, decoder: nn.Module, data, *, epochs: f
 def train_aae(encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module, data, prior, *,
               epochs: float | None = None, steps: int | None = None, batch_size: int = 100,
               lr: float = 1e-3, lr_reg: float = 2e-4, schedule: str = "constant", label_prior: bool = False,
-              label_decoder: bool = False, seed: int = 0, log_every: int | None = None, progress: bool | None = None) -> pd.DataFrame:
+              label_decoder: bool = False, seed: int = 0, log_every: int | None = None,
+              progress: bool | None = None) -> pd.DataFrame:
     r"""Train an adversarial autoencoder in place (Makhzani et al. 2016, section 2). Chapter 02.
 
     Every mini-batch, in order:
