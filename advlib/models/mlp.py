@@ -13,6 +13,7 @@ from typing import Sequence
 
 from torch import nn
 
+from ..utils import check_int
 from .common import mlp_layers
 
 
@@ -26,13 +27,9 @@ def mlp_classifier(hidden: Sequence[int] = (1200, 600, 300, 150), in_features: i
 
     Example: ``model = mlp_classifier([100, 100], in_features=100, num_classes=2)``
     """
-    hidden = tuple(hidden)
-    if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-        raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}")
-    if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
-        raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    hidden = tuple(check_int(h, "hidden (each size)", minimum=1) for h in hidden)
+    in_features = check_int(in_features, "in_features", minimum=1)
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
     if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0) or math.isnan(dropout):
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     return nn.Sequential(nn.Flatten(), *mlp_layers([in_features, *hidden, num_classes], nn.ReLU(),
