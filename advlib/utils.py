@@ -47,14 +47,30 @@ def bf16_is_native(device: torch.device | str | None = None) -> bool:
     return False
 
 
+AMP_ENV = "ADVLIB_AMP"
+_AMP_SWITCH = {"0": False, "off": False, "false": False, "1": True, "on": True, "true": True, "auto": "auto"}
+
+
 def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bool:
-    """``amp`` as a bool: ``True`` / ``False`` as given, ``"auto"`` = :func:`bf16_is_native`."""
+    """Whether to run in bfloat16 autocast: ``amp`` as a bool, ``"auto"`` = :func:`bf16_is_native`.
+
+    The environment variable ``ADVLIB_AMP`` overrides ``amp`` everywhere it is resolved (every
+    training loop, recipe and attack that takes ``amp``): ``0`` forces float32, ``1`` forces bf16
+    autocast, ``auto`` means bf16 only where it is native. With it one machine runs the tests as both
+    kinds of CPU would (see the README, "Tests and machines").
+    """
     if isinstance(amp, str):
         if amp != "auto":
             raise ValueError(f"amp must be True, False or 'auto', got {amp!r}")
-        return bf16_is_native(device)
-    if not isinstance(amp, (bool, np.bool_)):
+    elif not isinstance(amp, (bool, np.bool_)):
         raise ValueError(f"amp must be True, False or 'auto', got {amp!r}")
+    forced = os.environ.get(AMP_ENV, "").strip().lower()
+    if forced:
+        if forced not in _AMP_SWITCH:
+            raise ValueError(f"{AMP_ENV} must be one of 0, 1, auto (or unset), got {forced!r}")
+        amp = _AMP_SWITCH[forced]
+    if amp == "auto":
+        return bf16_is_native(device)
     return bool(amp)
 
 
