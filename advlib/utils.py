@@ -6,6 +6,7 @@ The device is chosen once, here: CUDA when it is present, else the CPU. Nothing 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 from typing import Iterator
@@ -135,6 +136,19 @@ def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | No
         hi = "num_classes-1" if num_classes is None else str(num_classes - 1)
         raise ValueError(f"{name} must hold class indices in [0, {hi}], got values in "
                          f"[{y.min().item()}, {y.max().item()}]")
+
+
+def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is on the device of ``model`` and has the dtype of its
+    floating parameters (a model with neither parameters nor buffers takes anything)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is not None and x.device != first.device:
+        raise ValueError(f"{name} is on {x.device} but the model is on {first.device}; move one of them, "
+                         f"e.g. {name}.to('{first.device}')")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"{name} is {x.dtype} but the model's parameters are {dtype}; convert one of them, "
+                         f"e.g. {name}.to({dtype})")
 
 
 def check_positive(value: float, name: str, *, allow_zero: bool = True) -> float:
