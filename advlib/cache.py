@@ -45,7 +45,7 @@ def cache_dir() -> Path:
     return Path(base) / "advlib" / "models"
 
 
-def check_writable(folder: str | os.PathLike) -> Path:
+def _check_writable(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and write a probe file in it; raise ``PermissionError`` naming the
     folder and ``$ADVLIB_CACHE`` if that fails (run before training, so no training time is lost)."""
     folder = Path(folder)
@@ -106,7 +106,7 @@ def path_for(name: str, config: dict, budget: str | None = None) -> Path:
     return cache_dir() / f"{key(name, config, budget)}.pt"
 
 
-def checksum(state_dict: dict[str, torch.Tensor], meta: dict) -> str:
+def _checksum(state_dict: dict[str, torch.Tensor], meta: dict) -> str:
     """SHA-256 of every tensor's name, dtype, shape and bytes, and of ``meta`` (as sorted JSON)."""
     h = hashlib.sha256()
     for k in sorted(state_dict):
@@ -126,7 +126,7 @@ def save(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": state, "meta": meta, "sha256": checksum(state, meta)}, tmp)
+        torch.save({"state_dict": state, "meta": meta, "sha256": _checksum(state, meta)}, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -151,7 +151,7 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
             and all(isinstance(v, torch.Tensor) for v in blob["state_dict"].values())):
         raise CheckpointError(f"checkpoint {path} has no 'state_dict' of tensors; it was not written by advlib.cache. "
                               f"Delete it and the model will be retrained.")
-    if "sha256" in blob and blob["sha256"] != checksum(blob["state_dict"], blob.get("meta", {})):
+    if "sha256" in blob and blob["sha256"] != _checksum(blob["state_dict"], blob.get("meta", {})):
         raise CheckpointError(f"checkpoint {path} does not match its checksum: it is corrupt. "
                               f"Delete it and the model will be retrained.")
     try:
@@ -162,7 +162,8 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
 
 
 def _jsonable(obj: Any) -> Any:
-    """History tables and numpy scalars as plain lists/floats, so ``weights_only`` loads them."""
+    """History tables, arrays, tensors and numpy scalars as plain lists/numbers, so ``weights_only``
+    loads them."""
     import pandas as pd
 
     if isinstance(obj, pd.DataFrame):
@@ -171,8 +172,8 @@ def _jsonable(obj: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, tensors
+        return obj.tolist()
     return obj
 
 
@@ -198,7 +199,7 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
         if verbose:
             print(f"loaded {name} ({budget}) from {path}")
     else:
-        check_writable(path.parent)
+        _check_writable(path.parent)
         if verbose:
             print(f"training {name} ({budget}); will cache at {path}")
         result = train(model)

@@ -118,3 +118,18 @@ def test_a_config_holding_a_function_or_object_is_refused():
 def test_a_budget_string_cannot_escape_the_cache_folder(budget):
     with pytest.raises(ValueError, match="budget must be one of"):
         cache.path_for("m", {}, budget)
+
+
+def test_a_config_holding_a_tensor_is_cached_and_found_again():
+    cfg = {"mean": torch.tensor([0.5, 0.25]), "std": np.array([1.0, 2.0]), "n": np.int64(3)}
+    calls = []
+
+    def train(model):
+        calls.append(1)
+        return {"loss": torch.tensor([1.0, 0.5])}
+
+    m1 = cache.load_or_train("toy", small, train, cfg, "smoke", device="cpu", verbose=False)
+    m2 = cache.load_or_train("toy", small, train, dict(cfg), "smoke", device="cpu", verbose=False)
+    assert calls == [1]
+    assert m1.meta["config"] == m2.meta["config"] == {"mean": [0.5, 0.25], "std": [1.0, 2.0], "n": 3}
+    assert m2.meta["history"] == {"loss": [1.0, 0.5]}
