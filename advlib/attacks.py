@@ -1,7 +1,11 @@
 r"""Adversarial attacks as plain functions: ``attack(model, x, y, *, eps, ...) -> x_adv``.
 
 Every attack
-- takes images ``x`` in [0, 1] (any shape with the batch first) and labels ``y`` (``long``, shape (N,));
+- takes a model that returns *logits* (unnormalised scores of shape (N, num_classes), before any
+  softmax): a model that returns probabilities is not detected, but the cross-entropy of
+  probabilities saturates, its gradients nearly vanish, and the attack looks far weaker than it is;
+- takes images ``x`` in [0, 1] (any shape with the batch first), on the model's device and of its
+  parameters' dtype, and labels ``y`` (``torch.long``, shape (N,));
 - validates its arguments and raises ``ValueError`` naming the bad one;
 - runs the model in eval mode and restores every submodule's own mode afterwards;
 - differentiates with ``torch.autograd.grad`` with respect to the input only, so no parameter's
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .utils import check_images, check_int, check_labels, check_positive, eval_mode
+from .utils import check_images, check_int, check_labels, check_model_input, check_positive, eval_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
@@ -89,6 +93,9 @@ def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x, "x", bounds)
+    check_model_input(model, x, "x")
+    if isinstance(y, torch.Tensor) and y.device != x.device:
+        raise ValueError(f"y is on {y.device} but x is on {x.device}; move y with y.to(x.device)")
     check_labels(y, x.shape[0], "y")
     return check_positive(eps, "eps")
 
@@ -98,6 +105,11 @@ def _clip(x_adv: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tens
 
 
 def _check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless the model's output is a tensor of logits (N, num_classes) that
+    ``y`` indexes."""
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"model must return a tensor of logits of shape (N, num_classes), got a "
+                         f"{type(logits).__name__}; wrap it so that forward returns the logits only")
     if logits.dim() != 2:
         raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(logits.shape)}")
     if y.max().item() >= logits.shape[1]:

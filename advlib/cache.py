@@ -1,12 +1,18 @@
 """A cache of trained models, so chapters share models instead of retraining them.
 
 A model is stored under ``<cache dir>/<name>-<budget>-<hash of config>.pt`` holding
-``{"state_dict", "meta"}``, where ``meta`` has the name, budget, config and training history.
-The cache folder is ``$ADVLIB_CACHE``, else ``~/.cache/advlib/models``.
+``{"state_dict", "meta", "sha256"}``, where ``meta`` has the name, budget, config and training history
+and ``sha256`` is a checksum of both. The cache folder is ``$ADVLIB_CACHE``, else
+``~/.cache/advlib/models``; it is checked to be writable *before* a model is trained, and a model
+trained but not saved is never lost (it is written to the temporary folder instead, with a warning).
+
+The hash of the config is exact: the config may hold only JSON values (numbers, strings, booleans,
+None, lists, dicts with string keys), numpy scalars, and numpy arrays or tensors (hashed by their
+dtype, shape and every byte); anything else (a function, an object) is a ``ValueError``.
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``) and read with
-``torch.load(..., weights_only=True)``; a file that cannot be read raises :class:`CheckpointError`
-naming it. Taught in chapter 00.
+``torch.load(..., weights_only=True)``; a file that cannot be read, or whose checksum does not match,
+raises :class:`CheckpointError` naming it. Taught in chapter 00.
 """
 from __future__ import annotations
 
@@ -14,13 +20,17 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import numpy as np
 from torch import nn
 
 from . import budget as _budget
+
+ENV_VAR = "ADVLIB_CACHE"
 
 
 class CheckpointError(RuntimeError):
@@ -29,18 +39,65 @@ class CheckpointError(RuntimeError):
 
 def cache_dir() -> Path:
     """``$ADVLIB_CACHE`` or ``~/.cache/advlib/models`` (``$XDG_CACHE_HOME`` respected)."""
-    if os.environ.get("ADVLIB_CACHE"):
-        return Path(os.environ["ADVLIB_CACHE"]).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "advlib" / "models"
 
 
+def _check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and write a probe file in it; raise ``PermissionError`` naming the
+    folder and ``$ADVLIB_CACHE`` if that fails (run before training, so no training time is lost)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise PermissionError(f"the model cache folder {folder} cannot be written ({type(e).__name__}: {e}); "
+                              f"point the environment variable {ENV_VAR} at a writable folder") from e
+    return folder
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of ``t`` (any dtype, any device), in row-major order."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def _exact(obj: Any, where: str = "config") -> Any:
+    """``obj`` as plain JSON that determines it exactly (JSON values are kept as they are, so their
+    keys do not change); arrays and tensors become their dtype, shape and SHA-256. Raises
+    ``ValueError`` naming ``where`` for anything whose text would not be exact or stable."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        bad = [k for k in obj if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"{where} keys must be strings, got {bad[0]!r}")
+        return {k: _exact(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_exact(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, torch.Tensor):
+        return {"__tensor__": [str(obj.dtype), list(obj.shape), hashlib.sha256(_tensor_bytes(obj)).hexdigest()]}
+    if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
+        digest = hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()
+        return {"__ndarray__": [str(obj.dtype), list(obj.shape), digest]}
+    raise ValueError(f"{where} has type {type(obj).__name__}; a cache config may hold only numbers, strings, "
+                     f"booleans, None, lists, dicts, arrays and tensors, so that its key is exact and the same "
+                     f"in every run (put the settings a function uses in the config instead)")
+
+
 def key(name: str, config: dict, budget: str | None = None) -> str:
-    """``<name>-<budget>-<12 hex digits of the config's SHA-256>``."""
+    """``<name>-<budget>-<12 hex digits of the config's SHA-256>`` (see the module doc for what a
+    config may hold). ``budget`` must be one of :data:`advlib.budget.BUDGETS`."""
     if not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ValueError(f"name must be a non-empty string of letters, digits, '_', '-', '.'; got {name!r}")
     budget = _budget.current() if budget is None else budget
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    if budget not in _budget.BUDGETS:
+        raise ValueError(f"budget must be one of {_budget.BUDGETS}, got {budget!r}")
+    blob = json.dumps(_exact(config), sort_keys=True).encode()
     return f"{name}-{budget}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
@@ -49,15 +106,27 @@ def path_for(name: str, config: dict, budget: str | None = None) -> Path:
     return cache_dir() / f"{key(name, config, budget)}.pt"
 
 
+def _checksum(state_dict: dict[str, torch.Tensor], meta: dict) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, and of ``meta`` (as sorted JSON)."""
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        v = state_dict[k]
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(_tensor_bytes(v))
+    h.update(json.dumps(meta, sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
 def save(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write ``{"state_dict", "meta"}`` to ``path`` atomically."""
+    """Write ``{"state_dict", "meta", "sha256"}`` to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    meta = meta or {}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": state, "meta": meta or {}}, tmp)
+        torch.save({"state_dict": state, "meta": meta, "sha256": _checksum(state, meta)}, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -66,7 +135,10 @@ def save(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) ->
 
 
 def load(model: nn.Module, path: str | os.PathLike) -> dict:
-    """Load the weights at ``path`` into ``model`` (``weights_only=True``); return the stored meta."""
+    """Load the weights at ``path`` into ``model`` (``weights_only=True``); return the stored meta.
+
+    The stored checksum is verified first (files written before checksums were stored have none and
+    are loaded as they are)."""
     path = Path(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -75,8 +147,12 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}). "
                               f"It is corrupt or truncated: delete it and the model will be retrained.") from e
-    if not isinstance(blob, dict) or "state_dict" not in blob:
-        raise CheckpointError(f"checkpoint {path} has no 'state_dict'; it was not written by advlib.cache. "
+    if not (isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict)
+            and all(isinstance(v, torch.Tensor) for v in blob["state_dict"].values())):
+        raise CheckpointError(f"checkpoint {path} has no 'state_dict' of tensors; it was not written by advlib.cache. "
+                              f"Delete it and the model will be retrained.")
+    if "sha256" in blob and blob["sha256"] != _checksum(blob["state_dict"], blob.get("meta", {})):
+        raise CheckpointError(f"checkpoint {path} does not match its checksum: it is corrupt. "
                               f"Delete it and the model will be retrained.")
     try:
         model.load_state_dict(blob["state_dict"])
@@ -86,7 +162,8 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
 
 
 def _jsonable(obj: Any) -> Any:
-    """History tables and numpy scalars as plain lists/floats, so ``weights_only`` loads them."""
+    """History tables, arrays, tensors and numpy scalars as plain lists/numbers, so ``weights_only``
+    loads them."""
     import pandas as pd
 
     if isinstance(obj, pd.DataFrame):
@@ -95,8 +172,8 @@ def _jsonable(obj: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, tensors
+        return obj.tolist()
     return obj
 
 
@@ -107,7 +184,9 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     ``train(model)`` (whose return value, e.g. a history table, is kept in the meta) and saved.
 
     The returned model is in eval mode, on ``device`` (default: :func:`advlib.utils.get_device`), and
-    carries ``model.meta`` (name, budget, config, history, ...).
+    carries ``model.meta`` (name, budget, config, history, ...). The cache folder is checked to be
+    writable before training (``PermissionError`` naming ``$ADVLIB_CACHE`` if not); if saving still
+    fails, the model is written to the temporary folder instead and returned, with a warning saying where.
     """
     from .utils import get_device
 
@@ -120,10 +199,29 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
         if verbose:
             print(f"loaded {name} ({budget}) from {path}")
     else:
+        _check_writable(path.parent)
         if verbose:
             print(f"training {name} ({budget}); will cache at {path}")
         result = train(model)
         meta = {"name": name, "budget": budget, "config": _jsonable(config), "history": _jsonable(result)}
-        save(model, path, meta)
+        _save_somewhere(model, path, meta)
     model.meta = meta
     return model.eval()
+
+
+def _save_somewhere(model: nn.Module, path: Path, meta: dict) -> None:
+    """:func:`save` to ``path``; if that fails, to the temporary folder, warning where (or that the
+    trained model, returned to the caller, could not be saved at all)."""
+    try:
+        save(model, path, meta)
+        return
+    except OSError as e:
+        error = f"{type(e).__name__}: {e}"
+    fallback = Path(tempfile.gettempdir()) / "advlib-unsaved" / path.name
+    try:
+        save(model, fallback, meta)
+        where = f"it was saved at {fallback} instead; move it to {path} to use it from the cache"
+    except OSError as e:
+        where = f"nor at {fallback} ({type(e).__name__}: {e}); the returned model is the only copy"
+    warnings.warn(f"the trained model could not be saved at {path} ({error}); {where}. Check {ENV_VAR}.",
+                  RuntimeWarning, stacklevel=3)

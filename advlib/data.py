@@ -12,10 +12,16 @@ Layouts read as they are: MNIST in torchvision's raw layout (``MNIST/raw/*-idx?-
 torchvision's ``cifar-10-batches-py``; images as ``images/<name>.jpg``.
 
 Images are stored as ``uint8`` (N, C, H, W) and served as ``float32`` in [0, 1].
+
+Every file is checked as it is read: a file that is corrupt, truncated or of the wrong shapes,
+dtypes or label range raises ``ValueError`` naming it. Nothing in a data file is ever executed:
+CIFAR-10's pickled batches are read by an unpickler that admits only the numpy arrays, lists, strings
+and bytes the format holds, and ``.npz`` files are read with ``allow_pickle=False``.
 Taught in chapter 00 (preliminaries).
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import math
@@ -23,7 +29,10 @@ import os
 import pickle
 import socket
 import struct
+import threading
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -72,12 +81,22 @@ def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
 
 
 def is_online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (never hangs longer)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """True when a TCP connection to ``host`` opens within ``timeout`` seconds, name lookup included
+    (the check runs in a daemon thread and is given up after ``timeout``, however the lookup hangs)."""
+    opened, done = [], threading.Event()
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                opened.append(True)
+        except OSError:
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=probe, name=f"is_online({host})", daemon=True).start()
+    done.wait(timeout)
+    return bool(opened)
 
 
 def _download(fetch, what: str, expected: list[str], roots: list[Path]) -> None:
@@ -97,6 +116,39 @@ def _missing(what: str, expected: list[str], roots: list[Path], hint: str = "") 
         f"Place these files in one of them, or point the environment variable {ENV_VAR} at a folder "
         f"that holds them:\n{files}\n{hint}".rstrip()
     )
+
+
+# ------------------------------------------------------------------------------ reading files
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a failure to read or parse ``path`` into a ``ValueError`` naming it and ``what`` it should be."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, TypeError, KeyError, struct.error, zlib.error, zipfile.BadZipFile,
+            pickle.UnpicklingError) as e:
+        reason = f"{type(e).__name__}: {e}"
+        if "allow_pickle" in reason:  # numpy's advice, which would let the file run code
+            reason = "it holds pickled Python objects, which are never loaded since they can run code"
+        raise ValueError(f"{path} cannot be read as {what} ({reason}); it is corrupt, truncated or not "
+                         f"such a file: replace it") from e
+
+
+def _check_arrays(images: np.ndarray, labels: np.ndarray, image_shape: tuple[int, ...], num_classes: int,
+                  images_file: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> None:
+    """Raise ``ValueError`` naming the file unless ``images`` is uint8 (N, *image_shape) and ``labels``
+    holds N integers in [0, num_classes)."""
+    labels_file = images_file if labels_file is None else labels_file
+    if images.dtype != np.uint8 or images.shape[1:] != image_shape:
+        raise ValueError(f"{images_file}: images must be uint8 of shape (N, {', '.join(map(str, image_shape))}), "
+                         f"got {images.dtype} of shape {images.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (images.shape[0],):
+        raise ValueError(f"{labels_file}: labels must be {images.shape[0]} integers (one per image), "
+                         f"got {labels.dtype} of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{labels_file}: labels must be class indices in [0, {num_classes - 1}], "
+                         f"got values in [{labels.min()}, {labels.max()}]")
 
 
 # ------------------------------------------------------------------------------------ datasets
@@ -206,14 +258,17 @@ def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, see
 
 # ---------------------------------------------------------------------------------------- MNIST
 def _read_idx(path: Path) -> np.ndarray:
+    """The unsigned-byte array in the IDX file ``path`` (plain or ``.gz``)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
+    with _reading(path, "an IDX file"), opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 8:
         raise ValueError(f"{path} is not an IDX file (too short)")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated inside its header ({len(raw)} bytes, {ndim} dimensions)")
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
@@ -253,21 +308,58 @@ def mnist(train: bool = True, root: str | os.PathLike | None = None, download: b
         files = _find_mnist(cache, train)
         if not files:
             raise _missing("MNIST", expected, roots)
-    images = torch.from_numpy(_read_idx(files[0]).copy()).unsqueeze(1)
-    labels = torch.from_numpy(_read_idx(files[1]).astype(np.int64))
+    images, labels = _read_idx(files[0]), _read_idx(files[1])
+    _check_arrays(images, labels, (28, 28), len(MNIST_CLASSES), files[0], files[1])
+    images = torch.from_numpy(images.copy()).unsqueeze(1)
+    labels = torch.from_numpy(labels.astype(np.int64))
     return ImageData(images, labels, MNIST_CLASSES, f"MNIST-{'train' if train else 'test'}")
 
 
 # ------------------------------------------------------------------------------------- CIFAR-10
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 batch without running code: the only globals admitted are the ones that
+    rebuild numpy arrays (and bytes); anything else in the file is refused."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy.core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        old = module.replace("numpy._core", "numpy.core")
+        if (old, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch never holds")
+        if old.startswith("numpy.core") and hasattr(np, "_core"):  # numpy 2 moved numpy.core to numpy._core
+            module = old.replace("numpy.core", "numpy._core")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch of ``cifar-10-batches-py``."""
+    with _reading(path, "a CIFAR-10 batch"), open(path, "rb") as f:
+        d = _CifarUnpickler(f, encoding="latin1").load()
+    if not isinstance(d, dict) or not {"data", "labels"} <= set(d):
+        raise ValueError(f"{path} is not a CIFAR-10 batch (a dict with 'data' and 'labels')")
+    x, y = d["data"], np.asarray(d["labels"])
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{path}: 'data' must be a numpy array, got {type(x).__name__}")
+    _check_arrays(x, y, (3 * 32 * 32,), len(CIFAR10_CLASSES), path)
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
+
+
 def _cifar_from_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    xs, ys = [], []
-    for n in names:
-        with open(folder / n, "rb") as f:
-            d = pickle.load(f, encoding="latin1")  # torchvision's own format; a trusted local file
-        xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(d["labels"], dtype=np.int64))
+    xs, ys = zip(*(_read_cifar_batch(folder / n) for n in names))
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 from an npz of ``x`` (uint8 NHWC) and ``y``."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not an .npz archive; it is corrupt: replace it "
+                         f"(never load it with allow_pickle=True, which would let it run code)")
+    with _reading(path, "a CIFAR-10 .npz (arrays x, y)"), np.load(path, allow_pickle=False) as d:
+        x, y = d["x"], d["y"]
+    _check_arrays(x, y, (32, 32, 3), len(CIFAR10_CLASSES), path)
+    return x.transpose(0, 3, 1, 2).copy(), y.astype(np.int64)
 
 
 def cifar10(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
@@ -282,8 +374,7 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
     for r in roots:
         npz = r / "cifar10" / f"{split}.npz"
         if npz.is_file():
-            with np.load(npz, allow_pickle=False) as d:
-                arrays = (d["x"].transpose(0, 3, 1, 2).copy(), d["y"].astype(np.int64))
+            arrays = _read_cifar_npz(npz)
             break
         if (r / "cifar-10-batches-py" / ("data_batch_1" if train else "test_batch")).is_file():
             arrays = _cifar_from_batches(r / "cifar-10-batches-py", train)
@@ -319,16 +410,18 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
     """
     from PIL import Image
 
-    if name not in SAMPLE_IMAGES:
+    if not isinstance(name, str) or name not in SAMPLE_IMAGES:
         raise ValueError(f"name must be one of {sorted(SAMPLE_IMAGES)}, got {name!r}")
     fname, url = SAMPLE_IMAGES[name]
     roots = data_roots(root)
     blob = None
     for r in roots:
         if (r / "images" / fname).is_file():
-            blob = (r / "images" / fname).read_bytes()
+            source = r / "images" / fname
+            blob = source.read_bytes()
             break
     if blob is None:
+        source = url
         if download and is_online(host=url.split("/")[2]):
             try:
                 with urllib.request.urlopen(url, timeout=20) as resp:
@@ -336,14 +429,16 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
             except OSError as e:
                 raise _missing(f"sample image {name!r}", [f"images/{fname}"], roots,
                                f"(The download from {url} failed: {e})") from e
-            dest = default_cache_root() / "images" / fname
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, dest)
         else:
             raise _missing(f"sample image {name!r}", [f"images/{fname}"], roots)
-    img = Image.open(io.BytesIO(blob)).convert("RGB")
+    with _reading(source, "an image (JPEG, PNG, ...)"):
+        img = Image.open(io.BytesIO(blob)).convert("RGB")
+    if source == url:  # cache a download only once it is known to be an image
+        dest = default_cache_root() / "images" / fname
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, dest)
     x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255)
     if size is not None:
         from torchvision.transforms.functional import center_crop, resize

@@ -53,6 +53,8 @@ def _stream(data, batch_size: int, seed: int, device: torch.device) -> tuple[Ite
     ``data``: an :class:`ImageData`, an ``(x, y)`` pair, a tensor ``x``, or a sampler ``n -> x``.
     """
     if isinstance(data, ImageData):
+        if len(data) == 0:
+            raise ValueError(f"data is empty ({data!r}); it needs at least one image")
         loader = Loader(data, batch_size, shuffle=True, seed=seed, device=device, drop_last=len(data) >= batch_size)
 
         def gen():

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import attacks
 from .data import ImageData, Loader
 from .evaluate import Attack, accuracy, robust_accuracy
-from .utils import check_int, check_positive, model_device, resolve_amp, show_progress
+from .utils import check_images, check_int, check_labels, check_positive, model_device, resolve_amp, show_progress
 
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 Regularizer = Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
@@ -117,14 +117,23 @@ class _TensorLoader:
             yield self.x[idx].to(self.device), (None if self.y is None else self.y[idx].to(self.device))
 
 
-def _make_loader(data, batch_size, seed, device):
+def _make_loader(data, batch_size, seed, device, name: str = "data"):
+    """Shuffled batches of ``data`` (the argument ``name`` of :func:`fit`), checked first: an
+    :class:`ImageData` or an ``(x, y)`` pair, or for ``unlabeled`` also a tensor ``x``; never empty."""
     if isinstance(data, ImageData):
+        if len(data) == 0:
+            raise ValueError(f"{name} is empty ({data!r}); it needs at least one image")
         return Loader(data, batch_size, shuffle=True, seed=seed, device=device)
     if isinstance(data, (tuple, list)) and len(data) == 2:
+        check_images(data[0], f"{name}[0] (x)", bounds=None, finite=False)  # NaNs: the loss guard
+        check_labels(data[1], data[0].shape[0], f"{name}[1] (y)")
         return _TensorLoader(data[0], data[1], batch_size, seed, device)
-    if isinstance(data, torch.Tensor):
+    if isinstance(data, torch.Tensor) and name == "unlabeled":
+        check_images(data, name, bounds=None, finite=False)
         return _TensorLoader(data, None, batch_size, seed, device)
-    raise ValueError("data must be an advlib.data.ImageData, an (x, y) pair of tensors, or (for unlabeled) a tensor")
+    extra = ", or a tensor x" if name == "unlabeled" else ""
+    raise ValueError(f"{name} must be an advlib.data.ImageData or an (x, y) pair of tensors{extra}, "
+                     f"got {type(data).__name__}")
 
 
 def _forever(loader):
@@ -169,6 +178,13 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     """
     check_positive(epochs, "epochs", allow_zero=False)
     check_positive(lr, "lr", allow_zero=False)
+    check_int(batch_size, "batch_size", minimum=1)
+    if unlabeled_batch_size is not None:
+        check_int(unlabeled_batch_size, "unlabeled_batch_size", minimum=1)
+    if not 0.0 <= check_positive(warmup, "warmup") < 1.0:
+        raise ValueError(f"warmup must be a fraction of training in [0, 1), got {warmup!r}")
+    if unlabeled is not None and regularizer is None:
+        raise ValueError("unlabeled= is used only by a regularizer (e.g. vat_regularizer); give one, or drop unlabeled")
     if not 0.0 <= clean_weight <= 1.0:
         raise ValueError(f"clean_weight must be in [0, 1], got {clean_weight}")
     if optimizer not in ("adam", "sgd"):
@@ -182,7 +198,7 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     eval_at = {min(total, round(total * (k + 1) / n_evals)) for k in range(n_evals)}
     unl = None
     if unlabeled is not None:
-        unl = _forever(_make_loader(unlabeled, unlabeled_batch_size or batch_size, seed + 1, device))
+        unl = _forever(_make_loader(unlabeled, unlabeled_batch_size or batch_size, seed + 1, device, "unlabeled"))
 
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adam":

@@ -6,6 +6,7 @@ The device is chosen once, here: CUDA when it is present, else the CPU. Nothing 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 from typing import Iterator
@@ -114,8 +115,10 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating tensor with a batch dimension inside ``bounds``."""
+def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0), *,
+                 finite: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` is a non-empty floating tensor with a batch dimension, inside
+    ``bounds`` and (when ``finite``) free of NaN and infinities."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -124,7 +127,7 @@ def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] |
         raise ValueError(f"{name} must have a batch dimension first, e.g. (N, C, H, W); got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-    if not torch.isfinite(x).all():
+    if finite and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if bounds is not None:
         lo, hi = bounds
@@ -136,17 +139,32 @@ def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] |
 
 
 def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``y`` is an integer tensor of shape ``(n,)`` with values in range."""
+    """Raise ``ValueError`` unless ``y`` is a ``torch.long`` tensor of shape ``(n,)`` with values in
+    range (cross-entropy takes no other integer dtype)."""
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        raise ValueError(f"{name} must hold integer class indices (torch.long), got dtype {y.dtype}")
+    if y.dtype != torch.int64:
+        raise ValueError(f"{name} must hold integer class indices as torch.long (int64), got dtype {y.dtype}; "
+                         "convert them with .long() if they are whole numbers")
     if tuple(y.shape) != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match the batch, got {tuple(y.shape)}")
     if y.min().item() < 0 or (num_classes is not None and y.max().item() >= num_classes):
         hi = "num_classes-1" if num_classes is None else str(num_classes - 1)
         raise ValueError(f"{name} must hold class indices in [0, {hi}], got values in "
                          f"[{y.min().item()}, {y.max().item()}]")
+
+
+def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is on the device of ``model`` and has the dtype of its
+    floating parameters (a model with neither parameters nor buffers takes anything)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is not None and x.device != first.device:
+        raise ValueError(f"{name} is on {x.device} but the model is on {first.device}; move one of them, "
+                         f"e.g. {name}.to('{first.device}')")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"{name} is {x.dtype} but the model's parameters are {dtype}; convert one of them, "
+                         f"e.g. {name}.to({dtype})")
 
 
 def check_positive(value: float, name: str, *, allow_zero: bool = True) -> float:
