@@ -153,20 +153,31 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float | None = None,
         steps: int = 10, norm: str | float = "inf", random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss_fn: LossFn | None = None,
-        bounds: tuple[float, float] | None = (0.0, 1.0), generator: torch.Generator | None = None) -> torch.Tensor:
+        bounds: tuple[float, float] | None = (0.0, 1.0), generator: torch.Generator | None = None,
+        early_stop: bool = False, select: str = "best") -> torch.Tensor:
     r"""Projected Gradient Descent (Madry et al., 2018), L-inf or L2, with random starts and restarts.
 
     .. math:: \delta_0 \sim U(\mathcal{B}_\epsilon),\quad
               \delta_{t+1} = \Pi_{\mathcal{B}_\epsilon \cap [0,1]-x}\big(\delta_t + \alpha\, d(\nabla_\delta L(h(x+\delta_t), y))\big)
 
-    where :math:`d(g)` is ``sign(g)`` (L-inf) or ``g/||g||_2`` (L2). With ``restarts > 1`` the attack is
-    run from several random starts and each example keeps its worst case: a start that fools the
-    model (or hits the target) wins; among equals, the one with the highest loss.
+    where :math:`d(g)` is ``sign(g)`` (L-inf) or ``g/||g||_2`` (L2). Each example returns the *best
+    iterate seen* over all steps and restarts, not the last one: an iterate that fools the model (or
+    hits the target) beats one that does not; among equals, the higher loss wins. The loss and the
+    prediction of each iterate come from the forward pass that computes its gradient, so tracking
+    them costs one extra forward pass (no backward) per restart, for the last iterate. A restart
+    attacks only the examples that no earlier restart has fooled. With ``early_stop=True`` an example
+    also stops being attacked once it is fooled (checked after steps 1, 2, 4, 8, ..., so the loop
+    syncs with the device only ``log2(steps)`` times): right for evaluation, where one success is
+    enough; leave it off for training, which wants the strongest (highest-loss) point.
+    ``select="last"`` keeps each restart's last iterate instead (the textbook algorithm, and what
+    torchattacks returns), the best of them over restarts.
 
-    Args: model; x (N, ...) float in [0, 1]; y (N,) long (targets if targeted); eps >= 0;
-    alpha > 0, step size (default ``2.5 * eps / steps``); steps >= 0; norm "inf" or 2;
+    Args: model (returns logits); x (N, ...) float in [0, 1]; y (N,) long (targets if targeted);
+    eps >= 0; alpha > 0, step size (default ``2.5 * eps / steps``); steps >= 0; norm "inf" or 2;
     random_start; restarts >= 1; targeted; loss_fn(logits, y) -> (N,) to maximise; bounds;
-    generator for the random starts. Returns x_adv, detached. Taught in chapter 07.
+    generator for the random starts (each restart draws a start for the whole batch, so the starts do
+    not depend on which examples remain); early_stop; select "best" or "last". Returns x_adv,
+    detached. Taught in chapter 07.
 
     Example: ``x_adv = pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, restarts=5)``
     """
@@ -175,37 +186,75 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     steps = check_int(steps, "steps", minimum=0)
     restarts = check_int(restarts, "restarts", minimum=1)
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
+    if select not in ("best", "last"):
+        raise ValueError(f"select must be 'best' or 'last', got {select!r}")
     loss_fn = loss_fn or _default_loss(targeted)
-    x = x.detach()
-    best_x, best_score = x.clone(), None
+    x = _match_memory_format(x.detach(), model)
+    n = x.shape[0]
+    best_x = x.clone()
+    best_loss = torch.full((n,), -float("inf"), device=x.device)
+    best_hit = torch.zeros(n, dtype=torch.bool, device=x.device)
+    checked = False
     with eval_mode(model):
-        for _ in range(restarts):
-            delta = random_delta(x, eps, norm, generator) if random_start and eps > 0 else torch.zeros_like(x)
-            delta = _clip(x + delta, bounds) - x
-            for _ in range(steps):
-                grad, _ = input_gradient(model, x + delta, y, loss_fn)
+        for r in range(restarts):
+            start = random_delta(x, eps, norm, generator) if random_start and eps > 0 else None
+            idx = torch.arange(n, device=x.device) if r == 0 else (~best_hit).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xa, ya = x[idx], y[idx]
+            delta = torch.zeros_like(xa) if start is None else _clip(xa + start[idx], bounds) - xa
+            for t in range(steps + 1):
+                last = t == steps
+                logits, losses, grad = _forward(model, xa + delta, ya, loss_fn, need_grad=not last,
+                                                check_labels_of=None if checked else y)
+                checked = True
+                hit = (logits.argmax(1) == ya) if targeted else (logits.argmax(1) != ya)
+                if select == "last" and not last:
+                    hit = torch.zeros_like(hit)  # only the last iterate is a candidate
+                    losses = torch.full_like(losses, -float("inf"))
+                better = (hit & ~best_hit[idx]) | ((hit == best_hit[idx]) & (losses > best_loss[idx]))
+                best_x[idx] = torch.where(better.view(-1, *([1] * (x.dim() - 1))), xa + delta, best_x[idx])
+                best_loss[idx] = torch.where(better, losses, best_loss[idx])
+                best_hit[idx] = best_hit[idx] | hit
+                if last:
+                    break
                 delta = project(delta + alpha * ascent_direction(grad, norm), eps, norm)
-                delta = _clip(x + delta, bounds) - x
-            x_adv = (x + delta).detach()
-            if restarts == 1:
-                return x_adv
-            score = _score(model, x_adv, y, loss_fn, targeted)
-            if best_score is None:
-                best_x, best_score = x_adv, score
-            else:
-                better = score > best_score
-                best_x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x_adv, best_x)
-                best_score = torch.maximum(score, best_score)
+                delta = _clip(xa + delta, bounds) - xa
+                if early_stop and (t + 1) & t == 0:  # after steps 1, 2, 4, 8, ...
+                    keep = (~hit).nonzero().squeeze(1)
+                    if keep.numel() == 0:
+                        break
+                    if keep.numel() < idx.numel():
+                        idx, xa, ya, delta = idx[keep], xa[keep], ya[keep], delta[keep]
     return best_x.detach()
 
 
-@torch.no_grad()
-def _score(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, targeted: bool) -> torch.Tensor:
-    """How good an adversarial example is: success first (1e6 bonus), then the loss it reaches."""
-    logits = model(x_adv).float()
-    pred = logits.argmax(1)
-    success = (pred == y) if targeted else (pred != y)
-    return loss_fn(logits, y).float() + 1e6 * success.float()
+def _match_memory_format(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``x`` in channels-last layout when the model's first 4-D weight is (a model converted with
+    ``model.to(memory_format=torch.channels_last)``), so that its convolutions skip a reorder."""
+    if x.dim() == 4:
+        for p in model.parameters():
+            if p.dim() == 4:
+                if p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous():
+                    return x.contiguous(memory_format=torch.channels_last)
+                break
+    return x
+
+
+def _forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, need_grad: bool,
+             check_labels_of: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Logits, per-example loss (float32) and, if ``need_grad``, the input gradient of the summed loss.
+    ``check_labels_of``: labels to check against the logits' shape (once per attack: it syncs)."""
+    x = x.detach().requires_grad_(need_grad)
+    with torch.set_grad_enabled(need_grad):
+        logits = model(x)
+        if check_labels_of is not None:
+            _check_classes(logits, check_labels_of)
+        if not need_grad:
+            return logits, loss_fn(logits.float(), y).float(), None
+        losses = loss_fn(logits.float(), y)
+        (grad,) = torch.autograd.grad(losses.sum(), x)
+    return logits.detach(), losses.detach().float(), grad.detach()
 
 
 # ------------------------------------------------------------ virtual adversarial perturbation (VAT)

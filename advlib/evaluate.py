@@ -1,13 +1,26 @@
-"""Evaluation: predictions, clean accuracy, robust accuracy under an attack, and eps sweeps.
+r"""Evaluation: predictions, accuracy with its confidence interval, honest robust accuracy, eps sweeps,
+and an independent AutoAttack-style evaluation.
 
 An *attack* here is any callable ``attack(model, x, y) -> x_adv``; build one from :mod:`advlib.attacks`
 with ``functools.partial`` (``partial(pgd, eps=0.3, steps=40, restarts=3)``) or with :func:`attack`.
+
+**Robust accuracy** follows AutoAttack and RobustBench: an example counts as robust only if the model
+is right on it clean *and* under every attack tried (the worst case per example over attacks,
+restarts and iterates). Accuracies are returned as :class:`Accuracy`, a float that also carries ``n``
+and a Wilson 95% interval,
+
+.. math:: \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + \frac{z^2}{n}},
+          \qquad z = 1.96.
+
 Taught in chapters 00 (accuracy) and 07 (honest robust evaluation).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Callable, Iterable
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -15,11 +28,73 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import attacks as _attacks
-from .utils import check_images, check_int, check_labels, eval_mode, model_device, show_progress
+from .utils import check_images, check_int, check_labels, eval_mode, model_device, resolve_amp, show_progress
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+# ------------------------------------------------------------------------- accuracy with its interval
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion ``correct / n`` at ``confidence`` (default 95%).
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0% and 100%.
+    """
+    correct, n = check_int(correct, "correct"), check_int(n, "n", minimum=1)
+    if correct > n:
+        raise ValueError(f"correct must be at most n={n}, got {correct}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return low, high
+
+
+class Accuracy(float):
+    """A fraction correct that remembers how it was measured: it *is* the float ``correct / n``
+    (so arithmetic and formatting work as usual) and carries ``correct``, ``n`` and the Wilson 95%
+    interval ``low``, ``high``. ``str(acc)`` reads ``"91.0% [89.1, 92.6], n=1000"``."""
+
+    correct: int
+    n: int
+    low: float
+    high: float
+
+    def __new__(cls, correct: int, n: int) -> "Accuracy":
+        correct, n = int(correct), int(n)
+        obj = super().__new__(cls, correct / n if n else float("nan"))
+        obj.correct, obj.n = correct, n
+        obj.low, obj.high = wilson_interval(correct, n) if n else (float("nan"), float("nan"))
+        return obj
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> "Accuracy":
+        """The accuracy of a boolean per-example mask (``True`` = right)."""
+        return cls(int(mask.sum().item()), mask.numel())
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """``(low, high)``, the Wilson 95% interval."""
+        return self.low, self.high
+
+    def __str__(self) -> str:
+        return f"{100 * float(self):.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}], n={self.n}"
+
+    def __repr__(self) -> str:
+        return f"Accuracy({float(self):.4f}, n={self.n}, 95% CI [{self.low:.4f}, {self.high:.4f}])"
+
+    def __reduce__(self):
+        return (Accuracy, (self.correct, self.n))
+
+    def row(self) -> dict:
+        """``{"accuracy", "n", "ci_low", "ci_high"}`` for a table row (plain floats)."""
+        return {"accuracy": float(self), "n": self.n, "ci_low": self.low, "ci_high": self.high}
+
+
+# ------------------------------------------------------------------------------------ predictions
 def attack(name: str, **kwargs) -> Attack:
     """``attack("pgd", eps=0.3, steps=40)`` -> an ``Attack`` (a partial of :mod:`advlib.attacks`)."""
     table = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}
@@ -33,63 +108,229 @@ def _batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int):
         yield x[i:i + batch_size], (None if y is None else y[i:i + batch_size])
 
 
+def _float32(device: torch.device):
+    """Autocast off: predictions that decide correctness are always computed in full precision."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (eval mode, restored after), batch by batch, on ``x``'s device."""
+    """Logits of ``model`` on ``x`` (eval mode, restored after; float32, autocast off), batch by
+    batch, on ``x``'s device."""
     check_images(x, "x", bounds=None)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     dev = model_device(model)
-    with eval_mode(model):
+    with eval_mode(model), _float32(dev):
         return torch.cat([model(xb.to(dev)).float().to(x.device) for xb, _ in _batches(x, None, batch_size)])
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Fraction of ``x`` that ``model`` classifies as ``y`` (in eval mode)."""
+def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Per example, whether ``model`` classifies ``x`` as ``y`` (bool, on ``x``'s device)."""
     check_labels(y, x.shape[0], "y")
-    return (predict(model, x, batch_size).argmax(1) == y.to(x.device)).float().mean().item()
+    return predict(model, x, batch_size).argmax(1) == y.to(x.device)
 
 
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> Accuracy:
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (in eval mode), as an :class:`Accuracy`."""
+    return Accuracy.of(correct_mask(model, x, y, batch_size))
+
+
+# ----------------------------------------------------------------------------- robust evaluation
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                         batch_size: int = 250, progress: bool = False) -> torch.Tensor:
-    """``attack`` applied batch by batch; returns all adversarial examples (on ``x``'s device)."""
+                         batch_size: int = 250, progress: bool = False, amp: bool | str = False) -> torch.Tensor:
+    """``attack`` applied batch by batch; returns all adversarial examples (on ``x``'s device).
+    ``amp``: run the attack under bfloat16 autocast (see :func:`advlib.utils.resolve_amp`)."""
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     dev = model_device(model)
+    bf16 = resolve_amp(amp, dev)
     out = []
     it = _batches(x, y, batch_size)
     if show_progress(progress):
         it = tqdm(it, total=-(-x.shape[0] // batch_size), desc="attack", leave=False)
     for xb, yb in it:
-        out.append(attack(model, xb.to(dev), yb.to(dev)).to(x.device))
+        ctx = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            out.append(attack(model, xb.to(dev), yb.to(dev)).to(x.device))
     return torch.cat(out)
 
 
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                    batch_size: int = 250, progress: bool = False) -> float:
-    """Accuracy on ``attack``'s adversarial examples of ``(x, y)``.
+def _named(attacks: Attack | Sequence[Attack] | Mapping[str, Attack]) -> dict[str, Attack]:
+    if callable(attacks):
+        return {_name_of(attacks): attacks}
+    if isinstance(attacks, Mapping):
+        named = dict(attacks)
+    else:
+        named = {}
+        for a in attacks:
+            name, k = _name_of(a), 2
+            while name in named:
+                name, k = f"{_name_of(a)} ({k})", k + 1
+            named[name] = a
+    if not named or not all(callable(a) for a in named.values()):
+        raise ValueError("attacks must be an attack, a non-empty sequence of attacks or a dict name -> attack")
+    return named
 
-    An example counts as robust only if the model is right on its adversarial version. The attack
-    itself decides the worst case over restarts (see :func:`advlib.attacks.pgd`).
+
+def _name_of(a: Attack) -> str:
+    if isinstance(a, functools.partial):
+        return getattr(a.func, "__name__", "attack")
+    return getattr(a, "__name__", type(a).__name__)
+
+
+@dataclass
+class RobustnessReport:
+    """What :func:`robustness` found: ``table`` (one row per stage: clean, then each attack, each row
+    the accuracy of the examples still right after it and every attack before it, with n and a 95%
+    interval), ``mask`` (per example: right clean and under every attack), ``masks`` (the same after
+    each stage) and ``worst`` (the final :class:`Accuracy`)."""
+
+    table: pd.DataFrame
+    mask: torch.Tensor
+    masks: dict[str, torch.Tensor] = field(repr=False)
+    worst: Accuracy
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_()
+
+    def __str__(self) -> str:
+        return self.table.to_string()
+
+
+def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               attacks: Attack | Sequence[Attack] | Mapping[str, Attack], batch_size: int = 250,
+               progress: bool = False, amp: bool | str = False) -> RobustnessReport:
+    """Honest robust accuracy: each example is robust only if the model is right on it clean and under
+    every attack in ``attacks`` (a callable, a list, or a dict name -> attack, run in that order).
+
+    Each attack runs only on the examples still robust after the ones before it (as AutoAttack does),
+    so a strong first attack makes the rest cheap, and an example already wrong clean is never
+    attacked. Correctness is always judged in float32 on the returned examples; ``amp`` runs the
+    attacks themselves under bf16 autocast. Returns a :class:`RobustnessReport`. Chapter 07.
     """
-    x_adv = adversarial_examples(model, x, y, attack, batch_size, progress)
-    return accuracy(model, x_adv, y, batch_size)
+    check_images(x, "x", bounds=None)
+    check_labels(y, x.shape[0], "y")
+    named = _named(attacks)
+    mask = correct_mask(model, x, y, batch_size)
+    masks, rows = {"clean": mask.clone()}, [{"stage": "clean", **Accuracy.of(mask).row()}]
+    for name, atk in named.items():
+        idx = mask.nonzero().squeeze(1)
+        if idx.numel():
+            x_adv = adversarial_examples(model, x[idx], y[idx], atk, batch_size, progress, amp)
+            mask[idx] = correct_mask(model, x_adv, y[idx], batch_size)
+        masks[name] = mask.clone()
+        rows.append({"stage": f"+ {name}", **Accuracy.of(mask).row()})
+    table = pd.DataFrame(rows).set_index("stage")
+    return RobustnessReport(table=table, mask=mask, masks=masks, worst=Accuracy.of(mask))
+
+
+def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                attacks: Attack | Sequence[Attack] | Mapping[str, Attack], batch_size: int = 250,
+                progress: bool = False, amp: bool | str = False) -> torch.Tensor:
+    """Per example (bool): right clean and under every attack given. See :func:`robustness`."""
+    return robustness(model, x, y, attacks, batch_size, progress, amp).mask
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    attack: Attack | Sequence[Attack] | Mapping[str, Attack], batch_size: int = 250,
+                    progress: bool = False, amp: bool | str = False) -> Accuracy:
+    """The share of ``(x, y)`` that the model gets right clean *and* under ``attack`` (or under every
+    attack of a list or dict), as an :class:`Accuracy` with n and a 95% interval. Examples wrong
+    clean are not attacked. Chapter 07."""
+    return robustness(model, x, y, attack, batch_size, progress, amp).worst
 
 
 def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Iterable[float],
               attack: str | Callable = "pgd", batch_size: int = 250, progress: bool | None = None,
               **attack_kwargs) -> pd.DataFrame:
-    """Robust accuracy at each eps: a table with columns ``eps`` and ``accuracy``.
+    """Robust accuracy at each eps: a table with columns ``eps``, ``accuracy``, ``n``, ``ci_low`` and
+    ``ci_high`` (the Wilson 95% interval).
 
     ``attack`` is ``"fgsm"``, ``"pgd"`` or a function ``f(model, x, y, eps=..., **attack_kwargs)``.
     For PGD without an explicit ``alpha``, the step is ``2.5 * eps / steps`` at each eps.
     """
-    fn = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}.get(attack, attack) if isinstance(attack, str) else attack
     if isinstance(attack, str) and attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm', 'pgd' or a callable, got {attack!r}")
+    fn = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}[attack] if isinstance(attack, str) else attack
     rows = []
     eps_values = list(eps_values)
     for eps in tqdm(eps_values, desc="eps sweep", leave=False, disable=not show_progress(progress)):
         acc = robust_accuracy(model, x, y, functools.partial(fn, eps=float(eps), **attack_kwargs), batch_size)
-        rows.append({"eps": float(eps), "accuracy": acc})
+        rows.append({"eps": float(eps), **acc.row()})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------- independent evaluation (AutoAttack)
+AUTOATTACK_VERSIONS = {"fast": ("apgd-ce", "apgd-t"), "standard": ("apgd-ce", "apgd-t", "fab-t", "square")}
+
+
+def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fast", *, steps: int = 100,
+                       n_target_classes: int = 9, n_classes: int = 10, square_queries: int = 5000,
+                       seed: int = 0) -> dict[str, Attack]:
+    """The attacks of AutoAttack (Croce & Hein, 2020), from ``torchattacks``, as a dict name -> attack
+    for :func:`robustness` (so they can be combined with our own attacks in one worst case).
+
+    ``version="fast"``: APGD with cross-entropy, then targeted APGD with the DLR loss against the
+    ``n_target_classes`` most likely other classes; ``"standard"`` adds targeted FAB and the
+    black-box Square attack (``square_queries`` queries), as AutoAttack's standard version does.
+    ``steps`` is the iterations of each APGD / FAB run (AutoAttack: 100), the knob that fits it to a
+    CPU. The attacks run on the model in eval mode; parameters' gradients are not touched.
+    """
+    import torchattacks  # an independent implementation: imported only when asked for
+
+    if version not in AUTOATTACK_VERSIONS:
+        raise ValueError(f"version must be one of {sorted(AUTOATTACK_VERSIONS)}, got {version!r}")
+    norm_name = {"inf": "Linf", "2": "L2"}[_attacks.normalize_norm(norm)]
+    steps = check_int(steps, "steps", minimum=1)
+    n_classes = check_int(n_classes, "n_classes", minimum=2)
+    n_target_classes = check_int(n_target_classes, "n_target_classes", minimum=1)
+    if n_target_classes > n_classes - 1:
+        raise ValueError(f"n_target_classes must be at most n_classes - 1 = {n_classes - 1}, got {n_target_classes}")
+    eps = float(eps)
+    builders = {
+        "apgd-ce": lambda m: torchattacks.APGD(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
+                                               loss="ce", seed=seed),
+        "apgd-t": lambda m: _with_targets(torchattacks.APGDT(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
+                                                             n_classes=n_classes, seed=seed), n_target_classes),
+        "fab-t": lambda m: torchattacks.FAB(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
+                                            multi_targeted=True, n_classes=n_classes, seed=seed),
+        "square": lambda m: torchattacks.Square(m, norm=norm_name, eps=eps, n_queries=square_queries,
+                                                n_restarts=1, seed=seed),
+    }
+    names = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T (DLR)", "fab-t": "FAB-T", "square": "Square"}
+    return {names[k]: _TorchattacksAttack(builders[k], names[k]) for k in AUTOATTACK_VERSIONS[version]}
+
+
+def _with_targets(atk, n_target_classes: int):
+    atk.n_target_classes = n_target_classes
+    return atk
+
+
+class _TorchattacksAttack:
+    """Adapts a torchattacks attack to ``attack(model, x, y) -> x_adv``: built for the model it is
+    given, run in eval mode (modes restored), in float32, with the parameters frozen for the call
+    (some torchattacks attacks call ``backward``, which would otherwise add to their ``.grad``)."""
+
+    def __init__(self, build: Callable[[nn.Module], object], name: str):
+        self.build, self.__name__ = build, name
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        params = [p for p in model.parameters() if p.requires_grad]
+        try:
+            for p in params:
+                p.requires_grad_(False)
+            with eval_mode(model), _float32(x.device):
+                return self.build(model)(x, y).detach()
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+
+def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str | float = "inf",
+               version: str = "fast", steps: int = 100, batch_size: int = 250, progress: bool = False,
+               **kwargs) -> RobustnessReport:
+    """The independent evaluation in one call: :func:`robustness` under :func:`autoattack_attacks`
+    (per attack, cumulative, and the worst case). Chapter 07."""
+    return robustness(model, x, y, autoattack_attacks(eps, norm, version, steps=steps, **kwargs),
+                      batch_size, progress)

@@ -142,14 +142,14 @@ def test_fgsm_matches_torchattacks(tiny64, batch64):
 
 def test_pgd_linf_matches_torchattacks(tiny64, batch64):
     x, y = batch64
-    ours = attacks.pgd(tiny64, x, y, eps=0.1, alpha=0.01, steps=10, random_start=False)
+    ours = attacks.pgd(tiny64, x, y, eps=0.1, alpha=0.01, steps=10, random_start=False, select="last")
     theirs = torchattacks.PGD(tiny64, eps=0.1, alpha=0.01, steps=10, random_start=False)(x, y)
     assert (ours - theirs).abs().max().item() <= 1e-5
 
 
 def test_pgd_l2_matches_torchattacks(tiny64, batch64):
     x, y = batch64
-    ours = attacks.pgd(tiny64, x, y, eps=1.0, alpha=0.2, steps=10, norm=2, random_start=False)
+    ours = attacks.pgd(tiny64, x, y, eps=1.0, alpha=0.2, steps=10, norm=2, random_start=False, select="last")
     theirs = torchattacks.PGDL2(tiny64, eps=1.0, alpha=0.2, steps=10, random_start=False)(x, y)
     assert (ours - theirs).abs().max().item() <= 1e-5
 
@@ -157,7 +157,8 @@ def test_pgd_l2_matches_torchattacks(tiny64, batch64):
 def test_targeted_pgd_matches_torchattacks(tiny64, batch64):
     x, y = batch64
     target = (y + 1) % 10
-    ours = attacks.pgd(tiny64, x, target, eps=0.1, alpha=0.01, steps=10, random_start=False, targeted=True)
+    ours = attacks.pgd(tiny64, x, target, eps=0.1, alpha=0.01, steps=10, random_start=False, targeted=True,
+                       select="last")
     atk = torchattacks.PGD(tiny64, eps=0.1, alpha=0.01, steps=10, random_start=False)
     atk.set_mode_targeted_by_label(quiet=True)
     theirs = atk(x, target)
@@ -214,6 +215,7 @@ def test_bad_inputs(tiny, batch, kind):
 def test_pgd_matches_torchattacks_float32_few_steps(tiny, batch, norm, eps, alpha, cls):
     """In float32, over a few steps (before a rounding difference can cross a ReLU kink)."""
     x, y = batch
-    ours = attacks.pgd(tiny, x, y, eps=eps, alpha=alpha, steps=3, norm=norm, random_start=False)
+    ours = attacks.pgd(tiny, x, y, eps=eps, alpha=alpha, steps=3, norm=norm, random_start=False,
+                       select="last")
     theirs = getattr(torchattacks, cls)(tiny, eps=eps, alpha=alpha, steps=3, random_start=False)(x, y)
     assert (ours - theirs).abs().max().item() <= 1e-5
