@@ -1,6 +1,7 @@
 r"""Adversarial attacks as plain functions: ``attack(model, x, y, *, eps, ...) -> x_adv``.
 
 Every attack
+
 - takes images ``x`` in [0, 1] (any shape with the batch first) and labels ``y`` (``long``, shape (N,));
 - validates its arguments and raises ``ValueError`` naming the bad one;
 - runs the model in eval mode and restores every submodule's own mode afterwards;
