@@ -1,6 +1,7 @@
 r"""Adversarial attacks as plain functions: ``attack(model, x, y, *, eps, ...) -> x_adv``.
 
 Every attack
+
 - takes a model that returns *logits* (unnormalised scores of shape (N, num_classes), before any
   softmax): a model that returns probabilities is not detected, but the cross-entropy of
   probabilities saturates, its gradients nearly vanish, and the attack looks far weaker than it is;

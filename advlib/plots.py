@@ -49,7 +49,7 @@ def perturbation_view(x: torch.Tensor, x_adv: torch.Tensor, clean_titles: Sequen
                       adv_titles: Sequence[str] | None = None, amplify: float | None = None,
                       cmap: str = "gray") -> plt.Figure:
     """Rows of (clean, perturbation, adversarial). The perturbation is drawn as
-    ``0.5 + amplify * delta`` (default: scaled so the largest |delta| reaches the range's edge)."""
+    ``0.5 + amplify * delta`` (default: scaled so the largest ``|delta|`` reaches the range's edge)."""
     n = x.shape[0]
     delta = (x_adv - x).detach()
     amp = amplify if amplify is not None else 0.5 / max(delta.abs().max().item(), 1e-12)

@@ -189,7 +189,7 @@ def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, ve
     (L-inf); PreAct-ResNet18 with Madry et al.'s PGD-7 at the ``paper`` budget. Chapter 07.
 
     At the ``book`` budget: 2 PGD steps of 6/255 from a random start, eps ramped over the first 10%,
-    Adam 1e-3, bf16 autocast where native, 4 epochs (see :data:`RECIPES`).
+    Adam 1e-3, bf16 autocast where native, 4 epochs (see ``zoo.RECIPES``).
     """
     cfg = recipe("robust_cifar", budget)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)

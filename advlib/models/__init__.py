@@ -1,10 +1,10 @@
 """Models. Every classifier takes images in [0, 1] and carries its input normalisation inside,
 so attack budgets (eps) are always in pixel units.
 
-- :mod:`.mnist`: the Madry et al. MNIST CNN.
-- :mod:`.cifar`: a small VGG-style CNN and PreAct-ResNet18 for CIFAR-10.
-- :mod:`.mlp`: a ReLU multilayer perceptron (the VAT experiments).
-- :mod:`.imagenet`: a pretrained ImageNet classifier (EfficientNet-Lite0 offline, ResNet-50 online).
+- ``mnist``: the Madry et al. MNIST CNN.
+- ``cifar``: a small VGG-style CNN and PreAct-ResNet18 for CIFAR-10.
+- ``mlp``: a ReLU multilayer perceptron (the VAT experiments).
+- ``imagenet``: a pretrained ImageNet classifier (EfficientNet-Lite0 offline, ResNet-50 online).
 """
 from .common import Normalize, count_parameters
 from .mnist import MadryMNIST, mnist_cnn

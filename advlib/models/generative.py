@@ -102,7 +102,7 @@ class MLPDiscriminator(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    """A small DCGAN generator for 1x28x28 images: linear to ``width``x7x7, then two stride-2
+    """A small DCGAN generator for 1x28x28 images: linear to ``width x 7 x 7``, then two stride-2
     transposed convolutions (batch norm + ReLU between), sigmoid output. Chapter 01."""
 
     def __init__(self, z_dim: int = 64, width: int = 64) -> None:
