@@ -64,6 +64,7 @@ def pgd_speed(args) -> bool:
     same = ((ours - theirs).flatten(1).abs().amax(1) < 1e-5).float().mean().item()
     run = lambda f: (lambda: [f() for _ in range(args.batches)])
     t = alternate({"advlib fp32": run(lambda: attacks.pgd(model, x, y, **kw)), "torchattacks": run(lambda: ta(x, y)),
+                   "advlib fp32 channels-last": run(lambda: attacks.pgd(fast_model, x, y, **kw)),
                    "advlib fastest": run(fast)}, args.rounds)
     rate = {k: args.batches * args.batch / v for k, v in t.items()}
     print(f"PGD-{args.steps}, eps={args.eps}, batch {args.batch}, {torch.get_num_threads()} threads, "
@@ -72,6 +73,8 @@ def pgd_speed(args) -> bool:
     print(f"  torchattacks.PGD              : {rate['torchattacks']:8.1f} images/s")
     print(f"  advlib.attacks.pgd, fp32      : {rate['advlib fp32']:8.1f} images/s   "
           f"ratio {rate['advlib fp32'] / rate['torchattacks']:.2f} (target >= 1.1)")
+    print(f"  advlib, fp32, channels-last   : {rate['advlib fp32 channels-last']:8.1f} images/s   "
+          f"ratio {rate['advlib fp32 channels-last'] / rate['torchattacks']:.2f}")
     setting = "channels-last + bf16 autocast" if bf16 else "channels-last, fp32 (bf16 not native here)"
     print(f"  advlib fastest ({setting}): {rate['advlib fastest']:8.1f} images/s   "
           f"ratio {rate['advlib fastest'] / rate['torchattacks']:.2f} (target >= {'1.5' if bf16 else '1.1'})")
