@@ -123,7 +123,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
     x = x.detach().requires_grad_(True)
     logits = model(x)
     _check_classes(logits, y)
-    losses = loss_fn(logits.float(), y)
+    losses = loss_fn(_as_float(logits), y)
     (grad,) = torch.autograd.grad(losses.sum(), x)
     return grad.detach(), losses.detach()
 
@@ -252,8 +252,8 @@ def _forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
         if check_labels_of is not None:
             _check_classes(logits, check_labels_of)
         if not need_grad:
-            return logits, loss_fn(logits.float(), y).float(), None
-        losses = loss_fn(logits.float(), y)
+            return logits, loss_fn(_as_float(logits), y).float(), None
+        losses = loss_fn(_as_float(logits), y)
         (grad,) = torch.autograd.grad(losses.sum(), x)
     return logits.detach(), losses.detach().float(), grad.detach()
 
