@@ -91,7 +91,7 @@ def _exact(obj: Any, where: str = "config") -> Any:
 
 def key(name: str, config: dict, budget: str | None = None) -> str:
     """``<name>-<budget>-<12 hex digits of the config's SHA-256>`` (see the module doc for what a
-    config may hold). ``budget`` must be one of :data:`advlib.budget.BUDGETS`."""
+    config may hold). ``budget`` must be one of ``advlib.budget.BUDGETS`` (smoke, book, paper)."""
     if not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ValueError(f"name must be a non-empty string of letters, digits, '_', '-', '.'; got {name!r}")
     budget = _budget.current() if budget is None else budget
