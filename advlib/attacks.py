@@ -210,18 +210,16 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
                                                 check_labels_of=None if checked else y)
                 checked = True
                 hit = (logits.argmax(1) == ya) if targeted else (logits.argmax(1) != ya)
-                if select == "last" and not last:
-                    hit = torch.zeros_like(hit)  # only the last iterate is a candidate
-                    losses = torch.full_like(losses, -float("inf"))
-                better = (hit & ~best_hit[idx]) | ((hit == best_hit[idx]) & (losses > best_loss[idx]))
-                best_x[idx] = torch.where(better.view(-1, *([1] * (x.dim() - 1))), xa + delta, best_x[idx])
-                best_loss[idx] = torch.where(better, losses, best_loss[idx])
-                best_hit[idx] = best_hit[idx] | hit
+                if select == "best" or last:  # with select="last", only the last iterate is a candidate
+                    better = (hit & ~best_hit[idx]) | ((hit == best_hit[idx]) & (losses > best_loss[idx]))
+                    best_x[idx] = torch.where(better.view(-1, *([1] * (x.dim() - 1))), xa + delta, best_x[idx])
+                    best_loss[idx] = torch.where(better, losses, best_loss[idx])
+                    best_hit[idx] = best_hit[idx] | hit
                 if last:
                     break
                 delta = project(delta + alpha * ascent_direction(grad, norm), eps, norm)
                 delta = _clip(xa + delta, bounds) - xa
-                if early_stop and (t + 1) & t == 0:  # after steps 1, 2, 4, 8, ...
+                if early_stop and select == "best" and (t + 1) & t == 0:  # after steps 1, 2, 4, 8, ...
                     keep = (~hit).nonzero().squeeze(1)
                     if keep.numel() == 0:
                         break

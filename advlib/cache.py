@@ -197,11 +197,12 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     if path.exists() and not retrain:
         meta = load(model, path)
         if verbose:
-            print(f"loaded {name} ({budget}) from {path}")
+            print(f"loaded {name} ({budget}), cache key {path.stem}")
     else:
         _check_writable(path.parent)
         if verbose:
-            print(f"training {name} ({budget}); will cache at {path}")
+            print(f"training {name} ({budget}); it will be cached as {path.stem} "
+                  f"(in ${ENV_VAR} or the default cache folder)")
         result = train(model)
         meta = {"name": name, "budget": budget, "config": _jsonable(config), "history": _jsonable(result)}
         _save_somewhere(model, path, meta)

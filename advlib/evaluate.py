@@ -16,7 +16,6 @@ Taught in chapters 00 (accuracy) and 07 (honest robust evaluation).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import statistics
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import attacks as _attacks
-from .utils import check_images, check_int, check_labels, eval_mode, model_device, resolve_amp, show_progress
+from .utils import (bf16_autocast, check_images, check_int, check_labels, eval_mode, model_device, resolve_amp,
+                    show_progress)
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -150,8 +150,7 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     if show_progress(progress):
         it = tqdm(it, total=-(-x.shape[0] // batch_size), desc="attack", leave=False)
     for xb, yb in it:
-        ctx = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with ctx:
+        with bf16_autocast(dev, bf16):
             out.append(attack(model, xb.to(dev), yb.to(dev)).to(x.device))
     return torch.cat(out)
 

@@ -15,7 +15,6 @@ Taught in chapters 00, 04 and 07.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Callable
@@ -29,7 +28,8 @@ from tqdm.auto import tqdm
 from . import attacks
 from .data import ImageData, Loader
 from .evaluate import Attack, accuracy, robust_accuracy
-from .utils import check_images, check_int, check_labels, check_positive, model_device, resolve_amp, show_progress
+from .utils import (bf16_autocast, check_images, check_int, check_labels, check_positive, model_device,
+                    resolve_amp, show_progress)
 
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 Regularizer = Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
@@ -141,12 +141,6 @@ def _forever(loader):
         yield from loader
 
 
-def _autocast(device: torch.device, amp: bool):
-    if not amp:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr: float = 1e-3,
         optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
         schedule: str = "linear", warmup: float = 0.1, perturb: Perturb | None = None,
@@ -214,7 +208,7 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     for t in range(total):
         x, y = next(batches)
         prog = t / total
-        with _autocast(device, amp):
+        with bf16_autocast(device, amp):
             x_in = perturb(model, x, y, prog) if perturb is not None else x
             model.train()
             logits = model(x_in)

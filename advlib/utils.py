@@ -75,6 +75,13 @@ def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bo
     return bool(amp)
 
 
+def bf16_autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to bfloat16 on ``device`` when ``enabled`` (see :func:`resolve_amp`), else a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 def show_progress(progress: bool | None = None) -> bool:
     """Whether to draw tqdm progress bars: ``progress`` if given, else ``$ADVLIB_PROGRESS`` != "0"."""
     if progress is not None:
@@ -157,10 +164,11 @@ def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | No
 def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
     """Raise ``ValueError`` unless ``x`` is on the device of ``model`` and has the dtype of its
     floating parameters (a model with neither parameters nor buffers takes anything)."""
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if first is not None and x.device != first.device:
-        raise ValueError(f"{name} is on {x.device} but the model is on {first.device}; move one of them, "
-                         f"e.g. {name}.to('{first.device}')")
+    has_state = next(itertools.chain(model.parameters(), model.buffers()), None) is not None
+    device = model_device(model)
+    if has_state and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but the model is on {device}; move one of them, "
+                         f"e.g. {name}.to('{device}')")
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is not None and x.dtype != dtype:
         raise ValueError(f"{name} is {x.dtype} but the model's parameters are {dtype}; convert one of them, "

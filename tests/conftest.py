@@ -40,9 +40,11 @@ def batch():
 
 
 def shared_data_root():
-    for cand in (os.environ.get("ADVLIB_DATA"), os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")):
-        if cand and os.path.isfile(os.path.join(cand, "MNIST", "raw", "t10k-images-idx3-ubyte")):
-            return cand
+    """The data root holding MNIST, or None. The repository's conftest.py sets ``ADVLIB_DATA`` to
+    ``../shared/data`` when it is unset and that folder exists."""
+    cand = os.environ.get("ADVLIB_DATA")
+    if cand and os.path.isfile(os.path.join(cand, "MNIST", "raw", "t10k-images-idx3-ubyte")):
+        return cand
     return None
 
 
