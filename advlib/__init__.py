@@ -2,12 +2,16 @@
 
 Modules, in the order data flows: :mod:`~advlib.data` -> :mod:`~advlib.models` ->
 :mod:`~advlib.attacks` -> :mod:`~advlib.train` / :mod:`~advlib.evaluate` -> :mod:`~advlib.plots`;
-plus :mod:`~advlib.budget` (smoke / book / paper), :mod:`~advlib.cache` (trained models) and
-:mod:`~advlib.zoo` (named recipes shared by the chapters).
+plus :mod:`~advlib.budget` (smoke / book / paper), :mod:`~advlib.cache` (trained models),
+:mod:`~advlib.zoo` (named recipes shared by the chapters) and :mod:`~advlib.loops` (the bookkeeping
+every training loop shares). The generative side: :mod:`~advlib.gan` (chapter 01) and
+:mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
+:mod:`advlib.models.autoencoders`.
 """
-from . import attacks, budget, cache, data, evaluate, generative, models, plots, train, utils, zoo
+from . import aae, attacks, budget, cache, data, evaluate, gan, loops, models, plots, train, utils, zoo
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["attacks", "budget", "cache", "data", "evaluate", "generative", "models", "plots", "train", "utils", "zoo",
+__all__ = ["aae", "attacks", "budget", "cache", "data", "evaluate", "gan", "loops", "models", "plots", "train",
+           "utils", "zoo",
            "get_device", "seed_everything", "__version__"]

@@ -1,5 +1,5 @@
 r"""Evaluation: predictions, accuracy with its confidence interval, honest robust accuracy, eps sweeps,
-and an independent AutoAttack-style evaluation.
+an independent AutoAttack-style evaluation, and the MMD between two samples.
 
 An *attack* here is any callable ``attack(model, x, y) -> x_adv``; build one from :mod:`advlib.attacks`
 with ``functools.partial`` (``partial(pgd, eps=0.3, steps=40, restarts=3)``) or with :func:`attack`.
@@ -12,7 +12,7 @@ and a Wilson 95% interval,
 .. math:: \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + \frac{z^2}{n}},
           \qquad z = 1.96.
 
-Taught in chapters 00 (accuracy) and 07 (honest robust evaluation).
+Taught in chapters 00 (accuracy), 02 (:func:`mmd2`) and 07 (honest robust evaluation).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import attacks as _attacks
-from .utils import (bf16_autocast, check_images, check_int, check_labels, eval_mode, model_device, resolve_amp,
-                    show_progress)
+from .utils import (bf16_autocast, check_images, check_int, check_labels, check_positive, eval_mode, model_device,
+                    resolve_amp, show_progress)
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -265,7 +265,7 @@ AUTOATTACK_VERSIONS = {"fast": ("apgd-ce", "apgd-t"), "standard": ("apgd-ce", "a
 
 
 def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fast", *, steps: int = 100,
-                       n_target_classes: int = 9, n_classes: int = 10, square_queries: int = 5000,
+                       n_target_classes: int = 9, num_classes: int = 10, square_queries: int = 5000,
                        seed: int = 0) -> dict[str, Attack]:
     """The attacks of AutoAttack (Croce & Hein, 2020), from ``torchattacks``, as a dict name -> attack
     for :func:`robustness` (so they can be combined with our own attacks in one worst case).
@@ -282,18 +282,18 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
         raise ValueError(f"version must be one of {sorted(AUTOATTACK_VERSIONS)}, got {version!r}")
     norm_name = {"inf": "Linf", "2": "L2"}[_attacks.normalize_norm(norm)]
     steps = check_int(steps, "steps", minimum=1)
-    n_classes = check_int(n_classes, "n_classes", minimum=2)
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
     n_target_classes = check_int(n_target_classes, "n_target_classes", minimum=1)
-    if n_target_classes > n_classes - 1:
-        raise ValueError(f"n_target_classes must be at most n_classes - 1 = {n_classes - 1}, got {n_target_classes}")
+    if n_target_classes > num_classes - 1:
+        raise ValueError(f"n_target_classes must be at most num_classes - 1 = {num_classes - 1}, got {n_target_classes}")
     eps = float(eps)
     builders = {
         "apgd-ce": lambda m: torchattacks.APGD(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
                                                loss="ce", seed=seed),
         "apgd-t": lambda m: _with_targets(torchattacks.APGDT(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
-                                                             n_classes=n_classes, seed=seed), n_target_classes),
+                                                             n_classes=num_classes, seed=seed), n_target_classes),
         "fab-t": lambda m: torchattacks.FAB(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
-                                            multi_targeted=True, n_classes=n_classes, seed=seed),
+                                            multi_targeted=True, n_classes=num_classes, seed=seed),
         "square": lambda m: torchattacks.Square(m, norm=norm_name, eps=eps, n_queries=square_queries,
                                                 n_restarts=1, seed=seed),
     }
@@ -333,3 +333,37 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
     (per attack, cumulative, and the worst case). Chapter 07."""
     return robustness(model, x, y, autoattack_attacks(eps, norm, version, steps=steps, **kwargs),
                       batch_size, progress)
+
+
+# ------------------------------------------------------------------ distance between two samples (MMD)
+def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), unbiased: bool = False) -> float:
+    r"""Squared maximum mean discrepancy between samples ``x`` (N, d) and ``y`` (M, d) with a sum of
+    Gaussian kernels :math:`k(a, b) = \sum_s \exp(-\|a - b\|^2 / (2 s^2))` over ``bandwidths``:
+
+    .. math:: \mathrm{MMD}^2 = \overline{k(x, x')} + \overline{k(y, y')} - 2\,\overline{k(x, y)}.
+
+    The biased (V-statistic) estimate is 0 for identical samples and never negative; ``unbiased``
+    leaves out the diagonal terms (about 0 for two samples of one distribution, may be slightly
+    negative). Zero in the population iff the distributions agree. Chapter 02 (codes against prior samples).
+    """
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must be (N, d) and (M, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        raise ValueError("x and y need at least 2 rows each")
+    bws = [check_positive(b, "bandwidths", allow_zero=False) for b in bandwidths]
+    if not bws:
+        raise ValueError("bandwidths must not be empty")
+
+    def k(a, b):
+        d2 = torch.cdist(a, b).pow(2)
+        return sum(torch.exp(-d2 / (2 * s * s)) for s in bws)
+
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    n, m = x.shape[0], y.shape[0]
+    if unbiased:
+        sxx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+        syy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+    else:
+        sxx, syy = kxx.mean(), kyy.mean()
+    return float(sxx + syy - 2 * kxy.mean())

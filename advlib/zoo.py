@@ -4,12 +4,16 @@ Each recipe fixes its settings per budget (``smoke`` / ``book`` / ``paper``), so
 ``zoo.standard_mnist()`` or ``zoo.robust_mnist()`` and gets the same model the earlier chapter
 trained. The settings are part of the cache key: changing a recipe retrains it.
 
+A recipe is an entry point, like a chapter's setup cell: it seeds the global random state with its
+``seed`` before building the model (and before training it), so that the model it caches is the one
+its settings describe. Nothing else in ``advlib`` reseeds the global random state.
+
 Recipes: ``standard_mnist`` (chapter 00), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar``
 (chapter 07). The robust ones solve Madry et al.'s saddle-point problem
 
 .. math:: \\min_\\theta \\mathbb{E}_{(x, y)} \\Big[\\max_{\\|\\delta\\|_\\infty \\le \\epsilon} L(h_\\theta(x + \\delta), y)\\Big]
 
-with the inner maximum approximated by a few PGD steps (:func:`advlib.train.pgd_perturbation`).
+with the inner maximum approximated by a few PGD steps (:func:`advlib.train.pgd_adversary`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from torch import nn
 from . import budget as _budget
 from . import cache, data, models
 from .evaluate import attack as _attack
-from .train import fit, pgd_perturbation
+from .train import fit, pgd_adversary
 from .utils import get_device, seed_everything
 
 RECIPES: dict[str, dict[str, dict]] = {
@@ -118,20 +122,20 @@ def _split(train_set: data.ImageData, cfg: dict) -> tuple[data.ImageData, data.I
 
 def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool) -> Callable[[nn.Module], object]:
     """A ``train(model)`` for :func:`advlib.cache.load_or_train`: :func:`advlib.train.fit` with the
-    recipe's settings, PGD perturbations when ``adversarial``, and a held-out validation set (clean,
+    recipe's settings, a PGD adversary when ``adversarial``, and a held-out validation set (clean,
     and under PGD-``val_steps`` at ``eps`` when ``adversarial``) evaluated ``evals`` times."""
 
     def train(model: nn.Module):
         seed_everything(cfg["seed"])
         train_set, val_set = _split(load(), cfg)
         val = val_set.tensors(device=get_device())
-        perturb = val_attack = None
+        adversary = val_attack = None
         if adversarial:
-            perturb = pgd_perturbation(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], eps_ramp=cfg["eps_ramp"])
+            adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], eps_ramp=cfg["eps_ramp"])
             val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"])
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
-                   warmup=cfg["warmup"], perturb=perturb, val=val, val_attack=val_attack, evals=cfg["evals"],
+                   warmup=cfg["warmup"], adversary=adversary, val=val, val_attack=val_attack, evals=cfg["evals"],
                    amp=cfg["amp"], seed=cfg["seed"])
 
     return train

@@ -32,7 +32,7 @@ def test_every_module_and_public_name_has_a_docstring():
 def test_the_reference_covers_the_book_modules():
     modules = {name for name, _, _ in documented()}
     for name in ["advlib.data", "advlib.models", "advlib.attacks", "advlib.train", "advlib.evaluate",
-                 "advlib.budget", "advlib.cache", "advlib.zoo", "advlib.generative", "advlib.plots",
+                 "advlib.budget", "advlib.cache", "advlib.zoo", "advlib.gan", "advlib.aae", "advlib.loops", "advlib.plots",
                  "advlib.utils"]:
         assert name in modules
 

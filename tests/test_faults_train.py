@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlib import generative, train
+from advlib import aae, gan, train
 from advlib.data import ImageData
 
 
@@ -49,8 +49,8 @@ def vat():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(data=(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long))), r"data\[0\] \(x\) is an empty batch"),
     (dict(data=empty_images()), "data is empty"),
-    (dict(data=pair(), regularizer="vat", unlabeled=torch.zeros(0, 1, 2, 2)), "unlabeled is an empty batch"),
-    (dict(data=pair(), regularizer="vat", unlabeled=empty_images()), "unlabeled is empty"),
+    (dict(data=pair(), regularizer="vat", unlabelled=torch.zeros(0, 1, 2, 2)), "unlabelled is an empty batch"),
+    (dict(data=pair(), regularizer="vat", unlabelled=empty_images()), "unlabelled is empty"),
 ])
 def test_fit_on_empty_data_is_an_error_not_an_endless_loop(kwargs, match):
     kwargs = {**kwargs, "regularizer": vat()} if "regularizer" in kwargs else kwargs
@@ -77,9 +77,9 @@ class Generator(nn.Module):
 @pytest.mark.parametrize("loop", ["autoencoder", "gan"])
 def test_generative_loops_on_an_empty_dataset_are_an_error(loop):
     if loop == "autoencoder":
-        run = lambda: generative.train_autoencoder(tiny_model(), Decoder(), empty_images(), steps=2, progress=False)  # noqa: E731
+        run = lambda: aae.train_autoencoder(tiny_model(), Decoder(), empty_images(), steps=2, progress=False)  # noqa: E731
     else:
-        run = lambda: generative.train_gan(Generator(), tiny_model(), empty_images(), steps=2, progress=False)  # noqa: E731
+        run = lambda: gan.train_gan(Generator(), tiny_model(), empty_images(), steps=2, progress=False)  # noqa: E731
     err = error_within(run)
     assert isinstance(err, ValueError) and "data is empty" in str(err), err
 
@@ -103,11 +103,11 @@ def test_fit_validates_its_data_at_the_entry(data, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
     (dict(batch_size=2.5), "batch_size must be an integer >= 1"),
-    (dict(unlabeled_batch_size=0, regularizer="vat", unlabeled=pair()[0]), "unlabeled_batch_size"),
+    (dict(unlabelled_batch_size=0, regularizer="vat", unlabelled=pair()[0]), "unlabelled_batch_size"),
     (dict(warmup=1.0), r"warmup must be a fraction of training in \[0, 1\)"),
     (dict(warmup=1.5), r"warmup must be a fraction of training in \[0, 1\)"),
     (dict(warmup=-0.1), "warmup must be a finite number >= 0"),
-    (dict(unlabeled=pair()[0]), "unlabeled= is used only by a regularizer"),
+    (dict(unlabelled=pair()[0]), "unlabelled= is used only by a regularizer"),
 ])
 def test_fit_validates_its_arguments_at_the_entry(kwargs, match):
     kwargs = {**kwargs, "regularizer": vat()} if "regularizer" in kwargs else kwargs
@@ -117,5 +117,5 @@ def test_fit_validates_its_arguments_at_the_entry(kwargs, match):
 
 def test_fit_still_trains_on_good_data():
     hist = train.fit(tiny_model(), pair(), epochs=2, batch_size=4, warmup=0.0, progress=False,
-                     regularizer=vat(), unlabeled=pair(6)[0])
+                     regularizer=vat(), unlabelled=pair(6)[0])
     assert len(hist) == 2 and hist.step.iloc[-1] == 4

@@ -28,9 +28,9 @@ def test_standard_fit_learns_and_reports(tiny):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: train.fgsm_perturbation(0.1),
-    lambda: train.fgsm_rs_perturbation(0.1),
-    lambda: train.pgd_perturbation(0.1, steps=2, eps_ramp=0.5),
+    lambda: train.fgsm_adversary(0.1),
+    lambda: train.fgsm_rs_adversary(0.1),
+    lambda: train.pgd_adversary(0.1, steps=2, eps_ramp=0.5),
 ])
 def test_adversarial_fit_runs_and_sees_perturbed_inputs(tiny, make):
     x, y = toy_data(64)
@@ -42,7 +42,7 @@ def test_adversarial_fit_runs_and_sees_perturbed_inputs(tiny, make):
         seen.append(((out - xb).abs().max().item(), progress))
         return out
 
-    hist = train.fit(tiny, (x, y), epochs=2, batch_size=32, lr=1e-3, perturb=spy, progress=False)
+    hist = train.fit(tiny, (x, y), epochs=2, batch_size=32, lr=1e-3, adversary=spy, progress=False)
     assert len(hist) == 2 and all(math.isfinite(v) for v in hist.train_loss)
     assert all(d <= 0.1 + 1e-6 for d, _ in seen) and max(d for d, _ in seen) > 0.05
     assert [p for _, p in seen] == sorted(p for _, p in seen) and seen[0][1] == 0.0
@@ -63,8 +63,8 @@ def test_clean_weight_and_regularizer_enter_the_loss(tiny):
         calls.append(xu.shape[0])
         return model(xu).pow(2).mean() * 0.0
 
-    train.fit(tiny, (x, y), epochs=1, batch_size=16, perturb=train.fgsm_perturbation(0.05), clean_weight=0.5,
-              regularizer=reg, unlabeled=torch.rand(40, 1, 12, 12), unlabeled_batch_size=8, progress=False)
+    train.fit(tiny, (x, y), epochs=1, batch_size=16, adversary=train.fgsm_adversary(0.05), clean_weight=0.5,
+              regularizer=reg, unlabelled=torch.rand(40, 1, 12, 12), unlabelled_batch_size=8, progress=False)
     assert calls == [8, 8]
 
 
@@ -88,7 +88,7 @@ def test_bad_fit_arguments(tiny, bad, name):
 
 def test_amp_bf16_runs(tiny):
     x, y = toy_data(32)
-    hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=True, perturb=train.pgd_perturbation(0.1, steps=1),
+    hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=True, adversary=train.pgd_adversary(0.1, steps=1),
                      progress=False)
     assert math.isfinite(hist.train_loss.iloc[0])
     assert bool(hist.bf16.iloc[0]) is True

@@ -1,5 +1,5 @@
 """Virtual adversarial training: the perturbation (norm, modes, grads, no labels, power iteration),
-the KL helper, the regulariser and the fgm perturbation for fit, the synthetic data and the
+the KL helper, the regulariser and the fgm adversary for fit, the synthetic data and the
 decision-boundary plot."""
 import matplotlib
 
@@ -150,12 +150,12 @@ def test_fit_with_vat_on_unlabelled_and_fgm():
     ds = data.synthetic_2d("moons", n_train=16, n_test=200, dim=20, seed=0, device="cpu")
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 2))
     hist = train.fit(model, (ds.x_train, ds.y_train), epochs=20, batch_size=16, lr=1e-2, evals=1,
-                     regularizer=train.vat_regularizer(0.3), unlabeled=ds.x_test, progress=False)
+                     regularizer=train.vat_regularizer(0.3), unlabelled=ds.x_test, progress=False)
     assert len(hist) == 1 and hist.train_loss.notna().all()
-    x_in = train.fgm_perturbation(0.5)(model, ds.x_train, ds.y_train, 0.0)
+    x_in = train.fgm_adversary(0.5)(model, ds.x_train, ds.y_train, 0.0)
     assert torch.allclose(per_example_norm(x_in - ds.x_train), torch.full((16,), 0.5), atol=1e-5)
     hist = train.fit(model, (ds.x_train, ds.y_train), epochs=5, batch_size=16, lr=1e-2, evals=1,
-                     perturb=train.fgm_perturbation(0.3), clean_weight=0.5, progress=False)
+                     adversary=train.fgm_adversary(0.3), clean_weight=0.5, progress=False)
     assert hist.train_loss.notna().all()
     rpt = train.rpt_regularizer(0.3)(model, ds.x_train, 0.0)
     assert rpt.item() >= 0

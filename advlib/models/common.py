@@ -42,3 +42,31 @@ def mlp_layers(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, d
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+def check_shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints (an int ``n`` becomes ``(n,)``), or ``ValueError`` naming ``name``."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not shape or any((not isinstance(s, int)) or s < 1 for s in shape):
+        raise ValueError(f"{name} must be a positive int or a tuple of positive ints, got {shape!r}")
+    return shape
+
+
+def check_hidden(hidden: Sequence[int], name: str = "hidden") -> tuple[int, ...]:
+    """The hidden-layer widths ``hidden`` as a tuple of positive ints (may be empty), or ``ValueError``."""
+    hidden = tuple(hidden)
+    if any((not isinstance(h, int)) or h < 1 for h in hidden):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {hidden!r}")
+    return hidden
+
+
+def append_condition(h: torch.Tensor, c: torch.Tensor | None, cond_dim: int, who: str) -> torch.Tensor:
+    """``[h, c]`` for a conditioned network (``c`` of shape ``(N, cond_dim)``, e.g. a one-hot label);
+    ``h`` itself when ``cond_dim`` is 0, which takes no ``c``. ``who`` names the network in errors."""
+    if cond_dim:
+        if c is None or c.shape != (h.shape[0], cond_dim):
+            raise ValueError(f"c must have shape ({h.shape[0]}, {cond_dim}), got {None if c is None else tuple(c.shape)}")
+        return torch.cat([h, c.to(h.dtype)], 1)
+    if c is not None:
+        raise ValueError(f"this {who} has cond_dim=0 and takes no c")
+    return h

@@ -1,4 +1,5 @@
-"""advlib.models.generative and advlib.generative: shapes, one training step, priors, MMD, GAN theory."""
+"""advlib.gan, advlib.aae and their networks (advlib.models.gan, advlib.models.autoencoders): shapes,
+training steps, priors, MMD, GAN theory."""
 import copy
 import math
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from advlib import generative as gen
-from advlib.models import generative as gm
+from advlib import aae, evaluate, gan
+from advlib.models import autoencoders as mae
+from advlib.models import gan as mgan
 
 
 def _params(*modules):
@@ -23,17 +25,17 @@ def _changed(before, *modules):
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_mnist_gan_shapes(kind):
     torch.manual_seed(0)
-    G, D = gm.mnist_gan(kind, z_dim=16)
+    G, D = mgan.mnist_gan(kind, z_dim=16)
     x = G(torch.randn(5, 16))
     assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
     assert D(x).shape == (5,)
 
 
 def test_toy_and_conditional_shapes():
-    G, D = gm.toy_gan(dim=2, z_dim=3, hidden=16)
+    G, D = mgan.toy_gan(dim=2, z_dim=3, hidden=16)
     assert G(torch.randn(7, 3)).shape == (7, 2)
     assert D(torch.randn(7, 2)).shape == (7,)
-    Dc = gm.MLPDiscriminator((2,), (8,), cond_dim=11)
+    Dc = mgan.MLPDiscriminator((2,), (8,), cond_dim=11)
     assert Dc(torch.randn(4, 2), torch.zeros(4, 11)).shape == (4,)
     with pytest.raises(ValueError, match="c must"):
         Dc(torch.randn(4, 2))
@@ -43,53 +45,53 @@ def test_toy_and_conditional_shapes():
 
 def test_autoencoder_shapes():
     x = torch.rand(6, 1, 28, 28)
-    assert gm.Encoder(z_dim=3, hidden=(32,))(x).shape == (6, 3)
-    mu, logvar = gm.GaussianEncoder(z_dim=2, hidden=(32,))(x)
+    assert mae.Encoder(z_dim=3, hidden=(32,))(x).shape == (6, 3)
+    mu, logvar = mae.GaussianEncoder(z_dim=2, hidden=(32,))(x)
     assert mu.shape == logvar.shape == (6, 2)
-    logits, z = gm.SemiSupervisedEncoder(n_classes=10, z_dim=4, hidden=(32, 16))(x)
+    logits, z = mae.SemiSupervisedEncoder(num_classes=10, z_dim=4, hidden=(32, 16))(x)
     assert logits.shape == (6, 10) and z.shape == (6, 4)
-    dec = gm.Decoder(4, hidden=(32,), cond_dim=10)
+    dec = mae.Decoder(4, hidden=(32,), cond_dim=10)
     out = dec(z, torch.zeros(6, 10))
     assert out.shape == (6, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
-    view = gm.ClassifierView(gm.SemiSupervisedEncoder(hidden=(8,)))
+    view = mae.ClassifierView(mae.SemiSupervisedEncoder(hidden=(8,)))
     assert view(x).shape == (6, 10)
 
 
 @pytest.mark.parametrize("bad", [dict(z_dim=0), dict(out="relu"), dict(hidden=(0,)), dict(out_shape=(0,))])
 def test_bad_arguments_raise(bad):
     with pytest.raises(ValueError):
-        gm.MLPGenerator(**bad)
+        mgan.MLPGenerator(**bad)
 
 
 # -------------------------------------------------------------------------- one training step
 def test_gan_step_changes_both_players():
     torch.manual_seed(0)
-    G, D = gm.toy_gan(dim=2, z_dim=2, hidden=16)
+    G, D = mgan.toy_gan(dim=2, z_dim=2, hidden=16)
     before = _params(G, D)
     real = torch.randn(64, 2) + 3
     for loss in ("ns", "minimax"):
-        hist = gen.train_gan(G, D, real, steps=2, batch_size=32, loss=loss, progress=False)
+        hist = gan.train_gan(G, D, real, steps=2, batch_size=32, loss=loss, progress=False)
         assert np.isfinite(hist[["d_loss", "g_loss", "d_real", "d_fake"]].to_numpy()).all()
     assert _changed(before[:len(list(G.parameters()))], G) and _changed(before[len(list(G.parameters())):], D)
     with pytest.raises(ValueError, match="kind"):
-        gen.train_gan(G, D, real, steps=1, loss="wasserstein", progress=False)
+        gan.train_gan(G, D, real, steps=1, loss="wasserstein", progress=False)
     with pytest.raises(ValueError, match="exactly one"):
-        gen.train_gan(G, D, real, progress=False)
+        gan.train_gan(G, D, real, progress=False)
 
 
 def test_train_gan_on_images_with_sampler_and_callback():
     torch.manual_seed(0)
-    G, D = gm.MLPGenerator(8, (1, 28, 28), (16,)), gm.MLPDiscriminator((1, 28, 28), (16,))
+    G, D = mgan.MLPGenerator(8, (1, 28, 28), (16,)), mgan.MLPDiscriminator((1, 28, 28), (16,))
     seen = []
-    hist = gen.train_gan(G, D, lambda n: torch.rand(n, 1, 28, 28), steps=3, batch_size=4, log_every=1,
+    hist = gan.train_gan(G, D, lambda n: torch.rand(n, 1, 28, 28), steps=3, batch_size=4, log_every=1,
                          callback=lambda g, d, row: seen.append(row["step"]), progress=False)
     assert list(hist.step) == [1, 2, 3] == seen
 
 
 def test_discriminator_alone_learns_two_gaussians():
     torch.manual_seed(0)
-    _, D = gm.toy_gan(dim=1, hidden=16)
-    hist = gen.train_discriminator(D, lambda n: torch.randn(n, 1) - 2, lambda n: torch.randn(n, 1) + 2,
+    _, D = mgan.toy_gan(dim=1, hidden=16)
+    hist = gan.train_discriminator(D, lambda n: torch.randn(n, 1) - 2, lambda n: torch.randn(n, 1) + 2,
                                    steps=200, batch_size=128, lr=3e-3, progress=False)
     with torch.no_grad():
         d = torch.sigmoid(D(torch.tensor([[-3.0], [3.0]])))
@@ -101,55 +103,55 @@ def test_aae_vae_ae_one_step_each():
     torch.manual_seed(0)
     x = torch.rand(40, 1, 28, 28)
     y = torch.randint(0, 10, (40,))
-    enc, dec, disc = gm.Encoder(z_dim=2, hidden=(16,)), gm.Decoder(2, hidden=(16,)), gm.MLPDiscriminator((2,), (16,))
+    enc, dec, disc = mae.Encoder(z_dim=2, hidden=(16,)), mae.Decoder(2, hidden=(16,)), mgan.MLPDiscriminator((2,), (16,))
     before = _params(enc, dec, disc)
-    h = gen.train_aae(enc, dec, disc, (x, y), gen.GaussianPrior(2), steps=1, batch_size=20, progress=False)
+    h = aae.train_aae(enc, dec, disc, (x, y), aae.GaussianPrior(2), steps=1, batch_size=20, progress=False)
     assert _changed(before, enc, dec, disc) and np.isfinite(h[["rec", "d_loss", "g_loss"]].to_numpy()).all()
     # label information in the regulariser, with some unlabelled (-1) images
     y_part = torch.where(torch.arange(40) % 2 == 0, y, torch.full_like(y, -1))
-    disc_c = gm.MLPDiscriminator((2,), (16,), cond_dim=11)
-    h = gen.train_aae(enc, dec, disc_c, (x, y_part), gen.MixturePrior(10), steps=1, batch_size=20,
+    disc_c = mgan.MLPDiscriminator((2,), (16,), cond_dim=11)
+    h = aae.train_aae(enc, dec, disc_c, (x, y_part), aae.MixturePrior(10), steps=1, batch_size=20,
                       label_prior=True, progress=False)
     assert np.isfinite(h.rec).all()
     # supervised AAE: the label goes into the decoder
-    dec_c = gm.Decoder(2, hidden=(16,), cond_dim=10)
-    h = gen.train_aae(enc, dec_c, disc, (x, y), gen.GaussianPrior(2), steps=1, batch_size=20,
+    dec_c = mae.Decoder(2, hidden=(16,), cond_dim=10)
+    h = aae.train_aae(enc, dec_c, disc, (x, y), aae.GaussianPrior(2), steps=1, batch_size=20,
                       label_decoder=True, progress=False)
     assert np.isfinite(h.rec).all()
     with pytest.raises(ValueError, match="labels"):
-        gen.train_aae(enc, dec_c, disc, x, gen.GaussianPrior(2), steps=1, label_decoder=True, progress=False)
+        aae.train_aae(enc, dec_c, disc, x, aae.GaussianPrior(2), steps=1, label_decoder=True, progress=False)
     # VAE with both priors, plain autoencoder
-    venc = gm.GaussianEncoder(z_dim=2, hidden=(16,))
-    for prior in (gen.GaussianPrior(2), gen.MixturePrior(10)):
+    venc = mae.GaussianEncoder(z_dim=2, hidden=(16,))
+    for prior in (aae.GaussianPrior(2), aae.MixturePrior(10)):
         before = _params(venc, dec)
-        h = gen.train_vae(venc, dec, x, prior, steps=1, batch_size=20, progress=False)
+        h = aae.train_vae(venc, dec, x, prior, steps=1, batch_size=20, progress=False)
         assert _changed(before, venc, dec) and np.isfinite(h[["rec", "kl"]].to_numpy()).all()
     before = _params(enc, dec)
-    h = gen.train_autoencoder(enc, dec, x, steps=1, batch_size=20, progress=False)
+    h = aae.train_autoencoder(enc, dec, x, steps=1, batch_size=20, progress=False)
     assert _changed(before, enc, dec) and np.isfinite(h.rec).all()
-    assert gen.encode(venc, x).shape == (40, 2) and gen.encode(enc, x).shape == (40, 2)
+    assert aae.encode(venc, x).shape == (40, 2) and aae.encode(enc, x).shape == (40, 2)
 
 
 def test_semi_supervised_aae_one_step():
     torch.manual_seed(0)
     x = torch.rand(40, 1, 28, 28)
     y = torch.randint(0, 10, (40,))
-    enc = gm.SemiSupervisedEncoder(n_classes=10, z_dim=3, hidden=(16,))
-    dec = gm.Decoder(3, hidden=(16,), cond_dim=10)
-    dy, dz = gm.MLPDiscriminator((10,), (8,)), gm.MLPDiscriminator((3,), (8,))
+    enc = mae.SemiSupervisedEncoder(num_classes=10, z_dim=3, hidden=(16,))
+    dec = mae.Decoder(3, hidden=(16,), cond_dim=10)
+    dy, dz = mgan.MLPDiscriminator((10,), (8,)), mgan.MLPDiscriminator((3,), (8,))
     before = _params(enc, dec, dy, dz)
-    h = gen.train_semi_supervised_aae(enc, dec, dy, dz, x, (x[:10], y[:10]), steps=1, batch_size=20,
+    h = aae.train_semi_supervised_aae(enc, dec, dy, dz, x, (x[:10], y[:10]), steps=1, batch_size=20,
                                       val=(x, y), progress=False)
     assert _changed(before, enc, dec, dy, dz)
     assert np.isfinite(h[["rec", "d_loss", "g_loss", "ce", "val_error"]].to_numpy()).all()
-    assert gen.classify(enc, x).shape == (40,) and gen.encode(enc, x).shape == (40, 3)
+    assert aae.classify(enc, x).shape == (40,) and aae.encode(enc, x).shape == (40, 3)
     with pytest.raises(ValueError, match="cond_dim"):
-        gen.train_semi_supervised_aae(enc, gm.Decoder(3, hidden=(16,)), dy, dz, x, (x[:10], y[:10]), steps=1)
+        aae.train_semi_supervised_aae(enc, mae.Decoder(3, hidden=(16,)), dy, dz, x, (x[:10], y[:10]), steps=1)
 
 
 # ----------------------------------------------------------------------------------- priors
 def test_gaussian_prior_statistics():
-    p = gen.GaussianPrior(dim=3, std=2.0)
+    p = aae.GaussianPrior(dim=3, std=2.0)
     z = p.sample(20000, generator=torch.Generator().manual_seed(0))
     assert z.shape == (20000, 3)
     assert z.mean(0).abs().max() < 0.1 and (z.std(0) - 2.0).abs().max() < 0.1
@@ -158,7 +160,7 @@ def test_gaussian_prior_statistics():
 
 
 def test_mixture_prior_labels_and_density():
-    p = gen.MixturePrior(10, radius=4.0, std=(1.0, 0.3))
+    p = aae.MixturePrior(10, radius=4.0, std=(1.0, 0.3))
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(10).repeat(500)
     z = p.sample(5000, labels=labels, generator=g)
@@ -188,12 +190,12 @@ def test_mmd():
     a = torch.randn(500, 2, generator=g)
     b = torch.randn(500, 2, generator=g)
     c = torch.randn(500, 2, generator=g) * 2 + 1
-    assert gen.mmd2(a, a) == pytest.approx(0.0, abs=1e-10)
-    same, diff = gen.mmd2(a, b), gen.mmd2(a, c)
-    assert abs(gen.mmd2(a, b, unbiased=True)) < 0.01
+    assert evaluate.mmd2(a, a) == pytest.approx(0.0, abs=1e-10)
+    same, diff = evaluate.mmd2(a, b), evaluate.mmd2(a, c)
+    assert abs(evaluate.mmd2(a, b, unbiased=True)) < 0.01
     assert diff > 10 * same and diff > 0.1
     with pytest.raises(ValueError):
-        gen.mmd2(a, torch.randn(5, 3))
+        evaluate.mmd2(a, torch.randn(5, 3))
 
 
 # ------------------------------------------------------------------------------- GAN theory
@@ -202,28 +204,28 @@ def test_optimal_discriminator_and_js():
     dx = x[1] - x[0]
     p = np.exp(-0.5 * x ** 2) / math.sqrt(2 * math.pi)
     q = np.exp(-0.5 * (x - 1) ** 2) / math.sqrt(2 * math.pi)
-    d = gen.optimal_discriminator(p, q)
+    d = gan.optimal_discriminator(p, q)
     assert np.all((d >= 0) & (d <= 1))
-    js = gen.js_divergence(p, q, dx)
+    js = gan.js_divergence(p, q, dx)
     assert 0 < js < math.log(2)
-    assert gen.js_divergence(p, p, dx) == pytest.approx(0.0, abs=1e-12)
-    assert gen.gan_value(p, q, d, dx) == pytest.approx(-math.log(4) + 2 * js, abs=1e-6)
+    assert gan.js_divergence(p, p, dx) == pytest.approx(0.0, abs=1e-12)
+    assert gan.gan_value(p, q, d, dx) == pytest.approx(-math.log(4) + 2 * js, abs=1e-6)
     # any other discriminator does worse
-    assert gen.gan_value(p, q, np.full_like(x, 0.5), dx) == pytest.approx(-math.log(4), abs=1e-6)
-    assert gen.gan_value(p, q, np.clip(d + 0.05, 0, 1), dx) < gen.gan_value(p, q, d, dx)
+    assert gan.gan_value(p, q, np.full_like(x, 0.5), dx) == pytest.approx(-math.log(4), abs=1e-6)
+    assert gan.gan_value(p, q, np.clip(d + 0.05, 0, 1), dx) < gan.gan_value(p, q, d, dx)
     # disjoint supports: JS = log 2
     p2, q2 = (np.abs(x) < 1) / 2.0, (np.abs(x - 5) < 1) / 2.0
-    assert gen.js_divergence(p2, q2, dx) == pytest.approx(math.log(2), rel=1e-3)
+    assert gan.js_divergence(p2, q2, dx) == pytest.approx(math.log(2), rel=1e-3)
 
 
 def test_aae_schedule_decays_the_learning_rates():
     torch.manual_seed(0)
     x = torch.rand(60, 1, 28, 28)
-    parts = (gm.Encoder(z_dim=2, hidden=(16,)), gm.Decoder(2, hidden=(16,)), gm.MLPDiscriminator((2,), (16,)))
+    parts = (mae.Encoder(z_dim=2, hidden=(16,)), mae.Decoder(2, hidden=(16,)), mgan.MLPDiscriminator((2,), (16,)))
 
     def run(schedule, steps):
         enc, dec, disc = (copy.deepcopy(m) for m in parts)
-        gen.train_aae(enc, dec, disc, x, gen.GaussianPrior(2), steps=steps, batch_size=20, schedule=schedule,
+        aae.train_aae(enc, dec, disc, x, aae.GaussianPrior(2), steps=steps, batch_size=20, schedule=schedule,
                       progress=False)
         return torch.cat([p.detach().flatten() for m in (enc, dec, disc) for p in m.parameters()])
 

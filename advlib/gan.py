@@ -1,0 +1,203 @@
+r"""Generative adversarial networks (Goodfellow et al. 2014): the losses, the training loops and the
+1-D theory of chapter 01.
+
+The two-player game
+
+.. math:: \min_G \max_D V(D, G) = \mathbb E_{x\sim p_\text{data}}[\log D(x)]
+          + \mathbb E_{z\sim p_z}[\log(1 - D(G(z)))]
+
+is played by alternating gradient steps (:func:`train_gan`): ``d_steps`` ascent steps of :math:`D`
+on :math:`V`, then one step of :math:`G`, either on the *minimax* loss
+:math:`\mathbb E_z \log(1 - D(G(z)))` (minimised) or on the *non-saturating* loss
+:math:`-\mathbb E_z \log D(G(z))`, which has the same fixed point but strong gradients when :math:`D`
+rejects the samples (:func:`generator_loss`). For a fixed :math:`G` the best discriminator is
+:math:`D^*(x) = p_\text{data}(x) / (p_\text{data}(x) + p_g(x))` and
+:math:`C(G) = V(D^*, G) = -\log 4 + 2\,\mathrm{JS}(p_\text{data} \| p_g)`
+(:func:`optimal_discriminator`, :func:`js_divergence`, :func:`gan_value`; :func:`train_discriminator`
+learns :math:`D^*` from samples). The networks are in :mod:`advlib.models.gan`. Taught in chapter 01.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import loops
+from .utils import check_int, check_positive, model_device
+
+Sampler = Callable[[int], torch.Tensor]
+LOG4 = math.log(4.0)
+
+
+# ============================================================================== the losses
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    r"""The discriminator's loss :math:`-V = -\mathbb E\log D(x) - \mathbb E\log(1 - D(G(z)))`,
+    from logits: ``softplus(-real) + softplus(fake)``, batch means. Chapter 01."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    r"""The generator's loss from the discriminator's logits :math:`\ell` on generated samples.
+
+    ``"minimax"``: :math:`\mathbb E_z \log(1 - D(G(z))) = -\mathbb E\,\mathrm{softplus}(\ell)`
+    (its gradient vanishes when :math:`D(G(z)) \to 0`); ``"ns"`` (non-saturating):
+    :math:`-\mathbb E_z \log D(G(z)) = \mathbb E\,\mathrm{softplus}(-\ell)`. Chapter 01.
+    """
+    if kind == "minimax":
+        return -F.softplus(fake_logits).mean()
+    if kind == "ns":
+        return F.softplus(-fake_logits).mean()
+    raise ValueError(f"kind must be 'ns' or 'minimax', got {kind!r}")
+
+
+def adam(params, lr: float, betas: tuple[float, float] = (0.5, 0.999), name: str = "lr") -> torch.optim.Adam:
+    r"""Adam on ``params`` with the GAN papers' :math:`\beta_1 = 0.5` by default (the momentum of the
+    usual 0.9 makes the alternating game oscillate more); ``name`` names ``lr`` in errors. Chapters 01 and 02."""
+    return torch.optim.Adam(list(params), lr=check_positive(lr, name, allow_zero=False), betas=betas)
+
+
+# ============================================================================== the loops
+def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epochs: float | None = None,
+              batch_size: int = 64, lr_g: float = 2e-4, lr_d: float = 2e-4, betas=(0.5, 0.999),
+              loss: str = "ns", d_steps: int = 1, log_every: int | None = None, seed: int = 0,
+              generator: torch.Generator | None = None, progress: bool | None = None,
+              callback: Callable[[nn.Module, nn.Module, dict], None] | None = None) -> pd.DataFrame:
+    r"""Train a GAN in place by alternating ``d_steps`` discriminator steps and one generator step
+    (Algorithm 1 of Goodfellow et al. 2014, with Adam); ``G`` and ``D`` are left in eval mode.
+
+    Each round, for a batch :math:`x` of real samples and noise :math:`z, z' \sim \mathcal N(0, I)`:
+    :math:`D` steps on :func:`discriminator_loss` of :math:`(D(x), D(G(z)))`, then :math:`G` steps
+    on :func:`generator_loss` of :math:`D(G(z'))`.
+
+    Args:
+        G: a generator with attribute ``z_dim``.
+        D: a discriminator returning logits ``(N,)``.
+        data: real samples: an :class:`~advlib.data.ImageData`, a tensor, an ``(x, y)`` pair (``y``
+            ignored) or a sampler ``n -> x`` (see :func:`advlib.loops.batches`; a last partial batch is dropped).
+        steps / epochs: length of training in generator steps, or in passes over ``data`` (one).
+        loss: generator loss, ``"ns"`` (non-saturating) or ``"minimax"`` (see :func:`generator_loss`).
+        log_every: steps between history rows (default: one per epoch, or 10 rows for a sampler).
+        seed: seeds the shuffle of ``data``.
+        generator: draws the noise, first :math:`z` then :math:`z'` each round (default: a
+            ``torch.Generator`` seeded with ``seed + 1``). The global random state is not touched.
+        callback: ``callback(G, D, row)`` after each history row (e.g. to keep sample snapshots).
+
+    Returns the history: ``epoch`` (if finite data), ``step``, ``d_loss`` (:math:`-V` estimate),
+    ``g_loss``, ``d_real`` / ``d_fake`` (mean :math:`D(x)` and :math:`D(G(z))`), ``time_s``. Chapter 01.
+    """
+    generator_loss(torch.zeros(1), loss)  # validates the loss name
+    d_steps = check_int(d_steps, "d_steps", minimum=1)
+    if not hasattr(G, "z_dim"):
+        raise ValueError("G must have an attribute z_dim (the noise dimension)")
+    device = model_device(G)
+    stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, drop_last=True)
+    total = loops.total_steps(steps, epochs, per_epoch)
+    log_at = loops.log_steps(total, log_every, per_epoch)
+    opt_g, opt_d = adam(G.parameters(), lr_g, betas, "lr_g"), adam(D.parameters(), lr_d, betas, "lr_d")
+    gz = torch.Generator().manual_seed(seed + 1) if generator is None else generator
+
+    def noise(n: int) -> torch.Tensor:
+        return torch.randn(n, G.z_dim, generator=gz).to(device)
+
+    history, bar = loops.History(per_epoch), loops.progress_bar(total, f"GAN ({loss})", progress)
+    G.train(), D.train()
+    try:
+        for t in range(1, total + 1):
+            for _ in range(d_steps):
+                x, _ = next(stream)
+                with torch.no_grad():
+                    fake = G(noise(x.shape[0]))
+                real_logits, fake_logits = D(x), D(fake)
+                d_loss = discriminator_loss(real_logits, fake_logits)
+                loops.optimizer_step(opt_d, d_loss, "discriminator", t, total)
+            g_loss = generator_loss(D(G(noise(x.shape[0]))), loss)
+            loops.optimizer_step(opt_g, g_loss, "generator", t, total)
+            history.add(d_loss=d_loss.item(), g_loss=g_loss.item(), d_real=torch.sigmoid(real_logits).mean().item(),
+                        d_fake=torch.sigmoid(fake_logits).mean().item())
+            bar.update(1)
+            if t in log_at:
+                row = history.row(t)
+                bar.set_postfix(d_loss=round(row["d_loss"], 3), g_loss=round(row["g_loss"], 3))
+                if callback is not None:
+                    callback(G, D, row)
+                    G.train(), D.train()
+    finally:
+        bar.close()
+        G.eval(), D.eval()
+    return history.frame()
+
+
+def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: int = 2000, batch_size: int = 512,
+                        lr: float = 1e-3, log_every: int | None = None, progress: bool | None = None) -> pd.DataFrame:
+    r"""Train ``D`` alone, with the generator fixed: maximise
+    :math:`\mathbb E_{x\sim\text{real}}\log D(x) + \mathbb E_{x\sim\text{fake}}\log(1 - D(x))`, whose
+    maximiser is :math:`D^* = p_\text{data} / (p_\text{data} + p_g)`. ``real`` and ``fake`` are samplers
+    ``n -> x`` and the only source of randomness (seed them, or give them generators). ``D`` is left
+    in eval mode. Returns the history (``step``, ``value`` = the mean estimate of :math:`V` since the
+    last row, ``time_s``; a row every ``log_every`` steps, default a tenth of the run). Chapter 01."""
+    steps = check_int(steps, "steps", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
+    device = model_device(D)
+    opt = torch.optim.Adam(D.parameters(), lr=check_positive(lr, "lr", allow_zero=False))
+    log_at = loops.log_steps(steps, log_every, None)
+    history, bar = loops.History(), loops.progress_bar(steps, "D only", progress)
+    D.train()
+    try:
+        for t in range(1, steps + 1):
+            loss = discriminator_loss(D(real(batch_size).to(device)), D(fake(batch_size).to(device)))
+            loops.optimizer_step(opt, loss, "discriminator", t, steps)
+            history.add(value=-loss.item())
+            bar.update(1)
+            if t in log_at:
+                history.row(t)
+    finally:
+        bar.close()
+        D.eval()
+    return history.frame()
+
+
+# ========================================================================== GAN theory (1-D)
+def optimal_discriminator(p_data: np.ndarray, p_g: np.ndarray) -> np.ndarray:
+    r""":math:`D^*(x) = p_\text{data}(x) / (p_\text{data}(x) + p_g(x))` on a grid of density values
+    (0.5 where both vanish). Chapter 01."""
+    p, q = np.asarray(p_data, float), np.asarray(p_g, float)
+    if p.shape != q.shape:
+        raise ValueError(f"p_data and p_g must have the same shape, got {p.shape} and {q.shape}")
+    s = p + q
+    return np.where(s > 0, p / np.where(s > 0, s, 1.0), 0.5)
+
+
+def _kl(p: np.ndarray, m: np.ndarray, dx: float) -> float:
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / m[mask])) * dx)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray, dx: float) -> float:
+    r"""Jensen-Shannon divergence :math:`\tfrac12 \mathrm{KL}(p\|m) + \tfrac12 \mathrm{KL}(q\|m)`,
+    :math:`m = (p + q)/2`, of two densities given on a uniform grid of spacing ``dx`` (natural log,
+    at most :math:`\log 2`). Chapter 01."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {p.shape} and {q.shape}")
+    check_positive(dx, "dx", allow_zero=False)
+    m = 0.5 * (p + q)
+    return 0.5 * _kl(p, m, dx) + 0.5 * _kl(q, m, dx)
+
+
+def gan_value(p_data: np.ndarray, p_g: np.ndarray, d: np.ndarray, dx: float) -> float:
+    r""":math:`V(D, G) = \int p_\text{data}\log D + p_g \log(1 - D)\,dx` by quadrature, for densities and
+    discriminator values on a uniform grid. With ``d`` = :func:`optimal_discriminator` this is
+    :math:`C(G) = -\log 4 + 2\,\mathrm{JS}`. Chapter 01."""
+    p, q, d = (np.asarray(a, float) for a in (p_data, p_g, d))
+    if not p.shape == q.shape == d.shape:
+        raise ValueError(f"p_data, p_g and d must have the same shape, got {p.shape}, {q.shape} and {d.shape}")
+    check_positive(dx, "dx", allow_zero=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(p > 0, p * np.log(np.clip(d, 1e-300, 1)), 0.0)
+        b = np.where(q > 0, q * np.log(np.clip(1 - d, 1e-300, 1)), 0.0)
+    return float(np.sum(a + b) * dx)
