@@ -30,13 +30,19 @@ from .utils import check_int, check_positive, model_device
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """One-hot float rows of the labels ``y`` (``(N,)`` ints in ``[0, num_classes)``). Chapter 02."""
+    """One-hot float rows of the labels ``y`` (``(N,)`` ints in ``[0, num_classes)``).
+
+    Taught in :ref:`ch-aae`.
+    """
     return F.one_hot(y.long(), num_classes).float()
 
 
 # ================================================================================== priors
 class GaussianPrior:
-    r""":math:`p(z) = \mathcal N(0, \text{std}^2 I)` in ``dim`` dimensions. Chapter 02."""
+    r""":math:`p(z) = \mathcal N(0, \text{std}^2 I)` in ``dim`` dimensions.
+
+    Taught in :ref:`ch-aae`.
+    """
 
     def __init__(self, dim: int = 2, std: float = 1.0) -> None:
         self.dim = check_int(dim, "dim", minimum=1)
@@ -61,7 +67,9 @@ class MixturePrior:
     r"""A mixture of ``n_components`` equally likely 2-D Gaussians whose means lie on a circle of
     ``radius``, each stretched along its radius (standard deviations ``std = (radial, tangential)``),
     like the petals of Makhzani et al.'s figure. ``sample(n, labels)`` draws component ``labels[i]``
-    for row ``i`` (any component where the label is -1, i.e. unlabelled). Chapter 02.
+    for row ``i`` (any component where the label is -1, i.e. unlabelled).
+
+    Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, n_components: int = 10, radius: float = 4.0, std: tuple[float, float] = (1.0, 0.3)) -> None:
@@ -109,13 +117,19 @@ class MixturePrior:
 # ================================================================================== losses
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     r"""Bernoulli negative log-likelihood of the pixels, summed per image, averaged over the batch:
-    :math:`-\sum_j x_j \log \hat x_j + (1 - x_j)\log(1 - \hat x_j)` (nats per image). Chapter 02."""
+    :math:`-\sum_j x_j \log \hat x_j + (1 - x_j)\log(1 - \hat x_j)` (nats per image).
+
+    Taught in :ref:`ch-aae`.
+    """
     return F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="sum") / x.shape[0]
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, std: float = 1.0) -> torch.Tensor:
     r""":math:`\mathrm{KL}(\mathcal N(\mu, \operatorname{diag} e^{\text{logvar}}) \| \mathcal N(0, s^2 I))`
-    per row, in closed form. Chapter 02."""
+    per row, in closed form.
+
+    Taught in :ref:`ch-aae`.
+    """
     var = logvar.exp() / std ** 2
     return 0.5 * (var + mu.pow(2) / std ** 2 - 1 - logvar + 2 * math.log(std)).sum(1)
 
@@ -159,7 +173,10 @@ def train_autoencoder(encoder: nn.Module, decoder: nn.Module, data, *, epochs: f
                       log_every: int | None = None, progress: bool | None = None) -> pd.DataFrame:
     """A plain (unregularised) autoencoder: minimise :func:`reconstruction_loss` only, with Adam. The
     baseline whose codes follow no prior. Both networks are left in eval mode. Returns the history
-    (``rec`` per image, one row per epoch by default). Chapter 02."""
+    (``rec`` per image, one row per epoch by default).
+
+    Taught in :ref:`ch-aae`.
+    """
     run = _Run((encoder, decoder), data, batch_size, seed, steps, epochs, log_every, "AE", progress)
     opt = _reconstruction_adam(encoder, decoder, lr)
     for t in run:
@@ -207,7 +224,9 @@ def train_aae(encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module, 
         seed: seeds the shuffle of ``data``.
         generator: draws the prior samples (default: a ``torch.Generator`` seeded with ``seed + 2``).
 
-    Returns the history: ``rec`` (nats per image), ``d_loss``, ``g_loss``, ``time_s`` per epoch. Chapter 02.
+    Returns the history: ``rec`` (nats per image), ``d_loss``, ``g_loss``, ``time_s`` per epoch.
+
+    Taught in :ref:`ch-aae`.
     """
     if not hasattr(prior, "sample"):
         raise ValueError("prior must be a GaussianPrior or MixturePrior (an object with .sample)")
@@ -259,7 +278,9 @@ def train_vae(encoder: nn.Module, decoder: nn.Module, data, prior, *, epochs: fl
     :math:`\log q(z|x) - \log p(z)` for a :class:`MixturePrior`. The encoder is a
     :class:`~advlib.models.autoencoders.GaussianEncoder`. Both networks are left in eval mode.
 
-    Returns the history: ``rec``, ``kl`` (nats per image), ``time_s``. Chapter 02 (the comparison with the AAE).
+    Returns the history: ``rec``, ``kl`` (nats per image), ``time_s``.
+
+    Taught in :ref:`ch-aae`.
     """
     if not hasattr(prior, "log_prob"):
         raise ValueError("prior must be a GaussianPrior or MixturePrior (an object with .log_prob)")
@@ -307,7 +328,9 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     ``data`` is the unlabelled images (ImageData, tensor or ``(x, y)`` with ``y`` ignored); ``val`` an
     optional ``(x, y)`` to report ``val_error`` at each history row. ``schedule`` decays all four
     learning rates as in :func:`train_aae`. ``seed`` seeds the shuffles (``labelled``: ``seed + 3``),
-    ``generator`` draws the prior samples (default: seeded with ``seed + 2``). Chapter 02.
+    ``generator`` draws the prior samples (default: seeded with ``seed + 2``).
+
+    Taught in :ref:`ch-aae`.
     """
     xl, yl = labelled
     if xl.shape[0] != yl.shape[0] or xl.shape[0] == 0:
@@ -364,7 +387,10 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
 @torch.no_grad()
 def classify(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted classes ``argmax q(y|x)`` of a semi-supervised encoder, in eval mode (its mode
-    restored after). Chapter 02."""
+    restored after).
+
+    Taught in :ref:`ch-aae`.
+    """
     was = encoder.training
     encoder.eval()
     device = model_device(encoder)
@@ -376,7 +402,10 @@ def classify(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tor
 @torch.no_grad()
 def encode(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Codes of ``x`` (the mean for a Gaussian encoder, the style for a semi-supervised one), on the
-    CPU, in eval mode (its mode restored after). Chapter 02."""
+    CPU, in eval mode (its mode restored after).
+
+    Taught in :ref:`ch-aae`.
+    """
     was = encoder.training
     encoder.eval()
     device = model_device(encoder)

@@ -40,7 +40,10 @@ _NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
 
 
 def normalize_norm(norm: str | float | int) -> str:
-    """Map the accepted spellings of a norm to ``"inf"`` or ``"2"``; raise ``ValueError`` otherwise."""
+    """Map the accepted spellings of a norm to ``"inf"`` or ``"2"``; raise ``ValueError`` otherwise.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     key = norm.lower() if isinstance(norm, str) else norm
     try:
         return _NORMS[key]
@@ -57,6 +60,8 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     r"""Project each example's ``delta`` onto the ball ``{||d||_norm <= eps}``.
 
     L-inf: clip every coordinate to [-eps, eps]. L2: scale by ``min(1, eps / ||delta||_2)``.
+
+    Taught in :ref:`ch-pgd-training`.
     """
     if norm == "inf":
         return delta.clamp(-eps, eps)
@@ -65,7 +70,10 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 
 
 def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    r"""The steepest-ascent direction of unit norm: ``sign(g)`` for L-inf, ``g / ||g||_2`` for L2."""
+    r"""The steepest-ascent direction of unit norm: ``sign(g)`` for L-inf, ``g / ||g||_2`` for L2.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     if norm == "inf":
         return grad.sign()
     return grad / (_flat_norm(grad) + 1e-10)
@@ -73,7 +81,10 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 
 def random_delta(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random ``delta`` in the eps-ball: uniform per coordinate (L-inf), or a uniformly random
-    direction with a radius uniform in [0, eps] (L2)."""
+    direction with a radius uniform in [0, eps] (L2).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     if norm == "inf":
         u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
         return ((2 * u - 1) * eps).to(x.device, x.dtype)
@@ -119,7 +130,10 @@ def _check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(grad_x sum_i loss_fn(model(x), y)_i, per-example loss)``, parameters' ``.grad`` untouched."""
+    """``(grad_x sum_i loss_fn(model(x), y)_i, per-example loss)``, parameters' ``.grad`` untouched.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     x = x.detach().requires_grad_(True)
     logits = model(x)
     _check_classes(logits, y)
@@ -139,9 +153,11 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm
 
     Args: model (inputs in [0, 1]); x (N, ...) float in [0, 1]; y (N,) long (targets if targeted);
     eps >= 0; norm "inf" or 2; loss_fn(logits, y) -> (N,) to maximise instead of cross-entropy;
-    bounds: the box kept (None for none). Returns x_adv, detached. Taught in chapter 04.
+    bounds: the box kept (None for none). Returns x_adv, detached.
 
     Example: ``x_adv = fgsm(model, x, y, eps=0.1)``
+
+    Taught in :ref:`ch-fgsm`.
     """
     eps = _validate(model, x, y, eps, bounds)
     norm = normalize_norm(norm)
@@ -178,9 +194,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     random_start; restarts >= 1; targeted; loss_fn(logits, y) -> (N,) to maximise; bounds;
     generator for the random starts (each restart draws a start for the whole batch, so the starts do
     not depend on which examples remain); early_stop; select "best" or "last". Returns x_adv,
-    detached. Taught in chapter 07.
+    detached.
 
     Example: ``x_adv = pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, restarts=5)``
+
+    Taught in :ref:`ch-pgd-training`.
     """
     eps = _validate(model, x, y, eps, bounds)
     norm = normalize_norm(norm)
@@ -266,7 +284,9 @@ def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
     r"""Per-example :math:`\mathrm{KL}(p \,\|\, q) = \sum_k p_k (\log p_k - \log q_k)` with
     ``p = softmax(logits_p)`` and ``q = softmax(logits_q)``, both of shape (N, num_classes).
 
-    Computed from log-softmaxes (stable for confident models); returns shape (N,). Chapter 06.
+    Computed from log-softmaxes (stable for confident models); returns shape (N,).
+
+    Taught in :ref:`ch-vat`.
     """
     if logits_p.shape != logits_q.shape or logits_p.dim() != 2:
         raise ValueError(f"logits_p and logits_q must both have shape (N, num_classes), got "
@@ -305,9 +325,11 @@ def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float
     power_iterations >= 0; generator for the random start. The model runs in eval mode (every
     submodule's mode restored), in float32 or float64 even under autocast (a step of 1e-6 vanishes in
     bfloat16), and only ``torch.autograd.grad`` w.r.t. ``r`` is used. Returns ``r_vadv`` (not ``x + r``),
-    detached, shaped like ``x``, float32 (float64 if ``x`` is). Taught in chapter 06.
+    detached, shaped like ``x``, float32 (float64 if ``x`` is).
 
     Example: ``r = vat_perturbation(model, x_unlabelled, eps=2.0)``
+
+    Taught in :ref:`ch-vat`.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -19,7 +19,10 @@ DEFAULT = "book"
 
 
 class Config(dict):
-    """A dict whose keys also read as attributes (``cfg.epochs``)."""
+    """A dict whose keys also read as attributes (``cfg.epochs``).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -29,7 +32,10 @@ class Config(dict):
 
 
 def current() -> str:
-    """The active budget name, from ``ADVLIB_BUDGET`` (default ``book``)."""
+    """The active budget name, from ``ADVLIB_BUDGET`` (default ``book``).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     name = os.environ.get("ADVLIB_BUDGET", DEFAULT).strip().lower() or DEFAULT
     if name not in BUDGETS:
         raise ValueError(f"ADVLIB_BUDGET must be one of {BUDGETS}, got {name!r}")
@@ -41,6 +47,8 @@ def pick(budget: str | None = None, **options: dict) -> Config:
 
     Every keyword must be a budget name; the active one must be given. Extra keys are not merged:
     each budget lists all its settings, so a reader sees them side by side.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     unknown = set(options) - set(BUDGETS)
     if unknown:

@@ -34,11 +34,17 @@ ENV_VAR = "ADVLIB_CACHE"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is corrupt, truncated, or does not fit the model."""
+    """A checkpoint file is corrupt, truncated, or does not fit the model.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
 
 
 def cache_dir() -> Path:
-    """``$ADVLIB_CACHE`` or ``~/.cache/advlib/models`` (``$XDG_CACHE_HOME`` respected)."""
+    """``$ADVLIB_CACHE`` or ``~/.cache/advlib/models`` (``$XDG_CACHE_HOME`` respected).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -91,7 +97,10 @@ def _exact(obj: Any, where: str = "config") -> Any:
 
 def key(name: str, config: dict, budget: str | None = None) -> str:
     """``<name>-<budget>-<12 hex digits of the config's SHA-256>`` (see the module doc for what a
-    config may hold). ``budget`` must be one of ``advlib.budget.BUDGETS`` (smoke, book, paper)."""
+    config may hold). ``budget`` must be one of ``advlib.budget.BUDGETS`` (smoke, book, paper).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ValueError(f"name must be a non-empty string of letters, digits, '_', '-', '.'; got {name!r}")
     budget = _budget.current() if budget is None else budget
@@ -102,7 +111,10 @@ def key(name: str, config: dict, budget: str | None = None) -> str:
 
 
 def path_for(name: str, config: dict, budget: str | None = None) -> Path:
-    """Where the model ``name`` trained with ``config`` at ``budget`` is (or would be) stored."""
+    """Where the model ``name`` trained with ``config`` at ``budget`` is (or would be) stored.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     return cache_dir() / f"{key(name, config, budget)}.pt"
 
 
@@ -118,7 +130,10 @@ def _checksum(state_dict: dict[str, torch.Tensor], meta: dict) -> str:
 
 
 def save(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write ``{"state_dict", "meta", "sha256"}`` to ``path`` atomically."""
+    """Write ``{"state_dict", "meta", "sha256"}`` to ``path`` atomically.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -138,7 +153,10 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
     """Load the weights at ``path`` into ``model`` (``weights_only=True``); return the stored meta.
 
     The stored checksum is verified first (files written before checksums were stored have none and
-    are loaded as they are)."""
+    are loaded as they are).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     path = Path(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -187,6 +205,8 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     carries ``model.meta`` (name, budget, config, history, ...). The cache folder is checked to be
     writable before training (``PermissionError`` naming ``$ADVLIB_CACHE`` if not); if saving still
     fails, the model is written to the temporary folder instead and returned, with a warning saying where.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     from .utils import get_device
 

@@ -59,18 +59,27 @@ SAMPLE_IMAGES = {
 
 
 class DataNotFoundError(FileNotFoundError):
-    """Raised when a dataset is neither in the data root nor downloadable (offline)."""
+    """Raised when a dataset is neither in the data root nor downloadable (offline).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
 
 
 # --------------------------------------------------------------------------------------- roots
 def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/advlib/data``, or ``~/.cache/advlib/data``."""
+    """``$XDG_CACHE_HOME/advlib/data``, or ``~/.cache/advlib/data``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "advlib" / "data"
 
 
 def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for data, in order: ``root``, ``$ADVLIB_DATA``, the cache folder."""
+    """The folders searched for data, in order: ``root``, ``$ADVLIB_DATA``, the cache folder.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     roots = []
     if root is not None:
         roots.append(Path(root).expanduser())
@@ -82,7 +91,10 @@ def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
 
 def is_online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     """True when a TCP connection to ``host`` opens within ``timeout`` seconds, name lookup included
-    (the check runs in a daemon thread and is given up after ``timeout``, however the lookup hangs)."""
+    (the check runs in a daemon thread and is given up after ``timeout``, however the lookup hangs).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     opened, done = [], threading.Event()
 
     def probe() -> None:
@@ -158,6 +170,8 @@ class ImageData(torch.utils.data.Dataset):
 
     ``len(ds)``, ``ds[i] -> (x, y)``, ``ds.tensors()`` gives all of it as float tensors on a device,
     ``ds.subset(n, seed)`` a seeded subset, and :func:`loader` fast batches.
+
+    Taught in :ref:`ch-preliminaries`.
     """
 
     images: torch.Tensor  # uint8, (N, C, H, W)
@@ -226,6 +240,8 @@ class Loader:
 
     Much faster than a ``DataLoader`` over single items for in-memory data; iterating again
     reshuffles (with a generator seeded once, so a run is repeatable).
+
+    Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
@@ -252,7 +268,10 @@ class Loader:
 
 def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
            drop_last: bool = False, device: torch.device | str | None = None) -> Loader:
-    """A :class:`Loader` over ``data`` (see there)."""
+    """A :class:`Loader` over ``data`` (see there).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     return Loader(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, device=device)
 
 
@@ -291,7 +310,10 @@ def _find_mnist(root: Path, train: bool) -> tuple[Path, Path] | None:
 
 
 def mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
-    """MNIST (60k train / 10k test, 1x28x28) from the data root; downloads when online and allowed."""
+    """MNIST (60k train / 10k test, 1x28x28) from the data root; downloads when online and allowed.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     roots = data_roots(root)
     for r in roots:
         files = _find_mnist(r, train)
@@ -367,6 +389,8 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
 
     The offline ``train.npz`` of this project's data folder holds JPEG-degraded training images
     (about 5.8/255 mean absolute error); its test set is exact. See the data folder's README.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     split = "train" if train else "test"
     roots = data_roots(root)
@@ -395,7 +419,10 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
 
 
 def load(name: str, train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
-    """``load("mnist")`` or ``load("cifar10")``."""
+    """``load("mnist")`` or ``load("cifar10")``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     table = {"mnist": mnist, "cifar10": cifar10}
     if name.lower() not in table:
         raise ValueError(f"name must be one of {sorted(table)}, got {name!r}")
@@ -407,6 +434,8 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
                  size: int | None = None) -> torch.Tensor:
     """A sample photo as a float tensor (3, H, W) in [0, 1]; ``size`` resizes the short side and
     centre-crops to a square. Read from ``<root>/images/``, else fetched from its public URL when online.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     from PIL import Image
 
@@ -448,7 +477,10 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
 
 
 def imagenet_classes() -> list[str]:
-    """The 1000 ImageNet class names, from torchvision's weight metadata (no download)."""
+    """The 1000 ImageNet class names, from torchvision's weight metadata (no download).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
@@ -463,6 +495,8 @@ class Synthetic2D:
     has orthonormal columns, so distances (and eps) are the same in the plane and in ``dim``-space;
     ``points_train`` / ``points_test`` are the 2-D originals and ``y_*`` the labels (long, 0/1).
     :meth:`embed` maps 2-D points (e.g. a plotting grid) into the model's input space.
+
+    Taught in :ref:`ch-preliminaries`.
     """
 
     name: str
@@ -526,9 +560,11 @@ def synthetic_2d(name: str = "moons", *, n_train: int = 16, n_test: int = 1000, 
     ``n_train`` training and ``n_test`` test points (classes balanced), Gaussian noise of standard
     deviation ``noise`` (default 0.1 for moons, 0.05 for circles), embedded in ``dim`` dimensions by a
     random orthonormal basis. Everything is drawn from ``seed`` (train, test and basis from
-    independent streams). Taught in chapter 06.
+    independent streams).
 
     Example: ``ds = synthetic_2d("moons"); fit(model, (ds.x_train, ds.y_train), ...)``
+
+    Taught in :ref:`ch-vat`.
     """
     makers = {"moons": _moons, "circles": _circles}
     if name not in makers:

@@ -38,6 +38,8 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     """The Wilson score interval for a proportion ``correct / n`` at ``confidence`` (default 95%).
 
     Unlike the normal approximation it stays inside [0, 1] and is sensible at 0% and 100%.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     correct, n = check_int(correct, "correct"), check_int(n, "n", minimum=1)
     if correct > n:
@@ -56,7 +58,10 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
 class Accuracy(float):
     """A fraction correct that remembers how it was measured: it *is* the float ``correct / n``
     (so arithmetic and formatting work as usual) and carries ``correct``, ``n`` and the Wilson 95%
-    interval ``low``, ``high``. ``str(acc)`` reads ``"91.0% [89.1, 92.6], n=1000"``."""
+    interval ``low``, ``high``. ``str(acc)`` reads ``"91.0% [89.1, 92.6], n=1000"``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
 
     correct: int
     n: int
@@ -96,7 +101,10 @@ class Accuracy(float):
 
 # ------------------------------------------------------------------------------------ predictions
 def attack(name: str, **kwargs) -> Attack:
-    """``attack("pgd", eps=0.3, steps=40)`` -> an ``Attack`` (a partial of :mod:`advlib.attacks`)."""
+    """``attack("pgd", eps=0.3, steps=40)`` -> an ``Attack`` (a partial of :mod:`advlib.attacks`).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     table = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}
     if name not in table:
         raise ValueError(f"name must be one of {sorted(table)}, got {name!r}")
@@ -116,7 +124,10 @@ def _float32(device: torch.device):
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Logits of ``model`` on ``x`` (eval mode, restored after; float32, autocast off), batch by
-    batch, on ``x``'s device."""
+    batch, on ``x``'s device.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     check_images(x, "x", bounds=None)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     dev = model_device(model)
@@ -125,13 +136,19 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.T
 
 
 def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Per example, whether ``model`` classifies ``x`` as ``y`` (bool, on ``x``'s device)."""
+    """Per example, whether ``model`` classifies ``x`` as ``y`` (bool, on ``x``'s device).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     check_labels(y, x.shape[0], "y")
     return predict(model, x, batch_size).argmax(1) == y.to(x.device)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> Accuracy:
-    """Fraction of ``x`` that ``model`` classifies as ``y`` (in eval mode), as an :class:`Accuracy`."""
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (in eval mode), as an :class:`Accuracy`.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     return Accuracy.of(correct_mask(model, x, y, batch_size))
 
 
@@ -139,7 +156,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                          batch_size: int = 250, progress: bool = False, amp: bool | str = False) -> torch.Tensor:
     """``attack`` applied batch by batch; returns all adversarial examples (on ``x``'s device).
-    ``amp``: run the attack under bfloat16 autocast (see :func:`advlib.utils.resolve_amp`)."""
+    ``amp``: run the attack under bfloat16 autocast (see :func:`advlib.utils.resolve_amp`).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -183,7 +203,10 @@ class RobustnessReport:
     """What :func:`robustness` found: ``table`` (one row per stage: clean, then each attack, each row
     the accuracy of the examples still right after it and every attack before it, with n and a 95%
     interval), ``mask`` (per example: right clean and under every attack), ``masks`` (the same after
-    each stage) and ``worst`` (the final :class:`Accuracy`)."""
+    each stage) and ``worst`` (the final :class:`Accuracy`).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
 
     table: pd.DataFrame
     mask: torch.Tensor
@@ -206,7 +229,9 @@ def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     Each attack runs only on the examples still robust after the ones before it (as AutoAttack does),
     so a strong first attack makes the rest cheap, and an example already wrong clean is never
     attacked. Correctness is always judged in float32 on the returned examples; ``amp`` runs the
-    attacks themselves under bf16 autocast. Returns a :class:`RobustnessReport`. Chapter 07.
+    attacks themselves under bf16 autocast. Returns a :class:`RobustnessReport`.
+
+    Taught in :ref:`ch-pgd-training`.
     """
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
@@ -227,7 +252,10 @@ def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 attacks: Attack | Sequence[Attack] | Mapping[str, Attack], batch_size: int = 250,
                 progress: bool = False, amp: bool | str = False) -> torch.Tensor:
-    """Per example (bool): right clean and under every attack given. See :func:`robustness`."""
+    """Per example (bool): right clean and under every attack given. See :func:`robustness`.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     return robustness(model, x, y, attacks, batch_size, progress, amp).mask
 
 
@@ -236,7 +264,10 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     progress: bool = False, amp: bool | str = False) -> Accuracy:
     """The share of ``(x, y)`` that the model gets right clean *and* under ``attack`` (or under every
     attack of a list or dict), as an :class:`Accuracy` with n and a 95% interval. Examples wrong
-    clean are not attacked. Chapter 07."""
+    clean are not attacked.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     return robustness(model, x, y, attack, batch_size, progress, amp).worst
 
 
@@ -248,6 +279,8 @@ def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: It
 
     ``attack`` is ``"fgsm"``, ``"pgd"`` or a function ``f(model, x, y, eps=..., **attack_kwargs)``.
     For PGD without an explicit ``alpha``, the step is ``2.5 * eps / steps`` at each eps.
+
+    Taught in :ref:`ch-pgd-training`.
     """
     if isinstance(attack, str) and attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm', 'pgd' or a callable, got {attack!r}")
@@ -275,6 +308,8 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
     black-box Square attack (``square_queries`` queries), as AutoAttack's standard version does.
     ``steps`` is the iterations of each APGD / FAB run (AutoAttack: 100), the knob that fits it to a
     CPU. The attacks run on the model in eval mode; parameters' gradients are not touched.
+
+    Taught in :ref:`ch-pgd-training`.
     """
     import torchattacks  # an independent implementation: imported only when asked for
 
@@ -330,7 +365,10 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
                version: str = "fast", steps: int = 100, batch_size: int = 250, progress: bool = False,
                **kwargs) -> RobustnessReport:
     """The independent evaluation in one call: :func:`robustness` under :func:`autoattack_attacks`
-    (per attack, cumulative, and the worst case). Chapter 07."""
+    (per attack, cumulative, and the worst case).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     return robustness(model, x, y, autoattack_attacks(eps, norm, version, steps=steps, **kwargs),
                       batch_size, progress)
 
@@ -344,7 +382,9 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)
 
     The biased (V-statistic) estimate is 0 for identical samples and never negative; ``unbiased``
     leaves out the diagonal terms (about 0 for two samples of one distribution, may be slightly
-    negative). Zero in the population iff the distributions agree. Chapter 02 (codes against prior samples).
+    negative). Zero in the population iff the distributions agree.
+
+    Taught in :ref:`ch-aae`.
     """
     x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:

@@ -37,7 +37,10 @@ LOG4 = math.log(4.0)
 # ============================================================================== the losses
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     r"""The discriminator's loss :math:`-V = -\mathbb E\log D(x) - \mathbb E\log(1 - D(G(z)))`,
-    from logits: ``softplus(-real) + softplus(fake)``, batch means. Chapter 01."""
+    from logits: ``softplus(-real) + softplus(fake)``, batch means.
+
+    Taught in :ref:`ch-gan`.
+    """
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
@@ -46,7 +49,9 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
 
     ``"minimax"``: :math:`\mathbb E_z \log(1 - D(G(z))) = -\mathbb E\,\mathrm{softplus}(\ell)`
     (its gradient vanishes when :math:`D(G(z)) \to 0`); ``"ns"`` (non-saturating):
-    :math:`-\mathbb E_z \log D(G(z)) = \mathbb E\,\mathrm{softplus}(-\ell)`. Chapter 01.
+    :math:`-\mathbb E_z \log D(G(z)) = \mathbb E\,\mathrm{softplus}(-\ell)`.
+
+    Taught in :ref:`ch-gan`.
     """
     if kind == "minimax":
         return -F.softplus(fake_logits).mean()
@@ -57,7 +62,10 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
 
 def adam(params, lr: float, betas: tuple[float, float] = (0.5, 0.999), name: str = "lr") -> torch.optim.Adam:
     r"""Adam on ``params`` with the GAN papers' :math:`\beta_1 = 0.5` by default (the momentum of the
-    usual 0.9 makes the alternating game oscillate more); ``name`` names ``lr`` in errors. Chapters 01 and 02."""
+    usual 0.9 makes the alternating game oscillate more); ``name`` names ``lr`` in errors.
+
+    Taught in :ref:`ch-gan` and :ref:`ch-aae`.
+    """
     return torch.optim.Adam(list(params), lr=check_positive(lr, name, allow_zero=False), betas=betas)
 
 
@@ -88,7 +96,9 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
         callback: ``callback(G, D, row)`` after each history row (e.g. to keep sample snapshots).
 
     Returns the history: ``epoch`` (if finite data), ``step``, ``d_loss`` (:math:`-V` estimate),
-    ``g_loss``, ``d_real`` / ``d_fake`` (mean :math:`D(x)` and :math:`D(G(z))`), ``time_s``. Chapter 01.
+    ``g_loss``, ``d_real`` / ``d_fake`` (mean :math:`D(x)` and :math:`D(G(z))`), ``time_s``.
+
+    Taught in :ref:`ch-gan`.
     """
     generator_loss(torch.zeros(1), loss)  # validates the loss name
     d_steps = check_int(d_steps, "d_steps", minimum=1)
@@ -139,7 +149,10 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
     maximiser is :math:`D^* = p_\text{data} / (p_\text{data} + p_g)`. ``real`` and ``fake`` are samplers
     ``n -> x`` and the only source of randomness (seed them, or give them generators). ``D`` is left
     in eval mode. Returns the history (``step``, ``value`` = the mean estimate of :math:`V` since the
-    last row, ``time_s``; a row every ``log_every`` steps, default a tenth of the run). Chapter 01."""
+    last row, ``time_s``; a row every ``log_every`` steps, default a tenth of the run).
+
+    Taught in :ref:`ch-gan`.
+    """
     steps = check_int(steps, "steps", minimum=1)
     check_int(batch_size, "batch_size", minimum=1)
     device = model_device(D)
@@ -164,7 +177,10 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
 # ========================================================================== GAN theory (1-D)
 def optimal_discriminator(p_data: np.ndarray, p_g: np.ndarray) -> np.ndarray:
     r""":math:`D^*(x) = p_\text{data}(x) / (p_\text{data}(x) + p_g(x))` on a grid of density values
-    (0.5 where both vanish). Chapter 01."""
+    (0.5 where both vanish).
+
+    Taught in :ref:`ch-gan`.
+    """
     p, q = np.asarray(p_data, float), np.asarray(p_g, float)
     if p.shape != q.shape:
         raise ValueError(f"p_data and p_g must have the same shape, got {p.shape} and {q.shape}")
@@ -180,7 +196,10 @@ def _kl(p: np.ndarray, m: np.ndarray, dx: float) -> float:
 def js_divergence(p: np.ndarray, q: np.ndarray, dx: float) -> float:
     r"""Jensen-Shannon divergence :math:`\tfrac12 \mathrm{KL}(p\|m) + \tfrac12 \mathrm{KL}(q\|m)`,
     :math:`m = (p + q)/2`, of two densities given on a uniform grid of spacing ``dx`` (natural log,
-    at most :math:`\log 2`). Chapter 01."""
+    at most :math:`\log 2`).
+
+    Taught in :ref:`ch-gan`.
+    """
     p, q = np.asarray(p, float), np.asarray(q, float)
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {p.shape} and {q.shape}")
@@ -192,7 +211,10 @@ def js_divergence(p: np.ndarray, q: np.ndarray, dx: float) -> float:
 def gan_value(p_data: np.ndarray, p_g: np.ndarray, d: np.ndarray, dx: float) -> float:
     r""":math:`V(D, G) = \int p_\text{data}\log D + p_g \log(1 - D)\,dx` by quadrature, for densities and
     discriminator values on a uniform grid. With ``d`` = :func:`optimal_discriminator` this is
-    :math:`C(G) = -\log 4 + 2\,\mathrm{JS}`. Chapter 01."""
+    :math:`C(G) = -\log 4 + 2\,\mathrm{JS}`.
+
+    Taught in :ref:`ch-gan`.
+    """
     p, q, d = (np.asarray(a, float) for a in (p_data, p_g, d))
     if not p.shape == q.shape == d.shape:
         raise ValueError(f"p_data, p_g and d must have the same shape, got {p.shape}, {q.shape} and {d.shape}")

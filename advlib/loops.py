@@ -48,7 +48,10 @@ Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
 # ------------------------------------------------------------------------------ learning rates
 def check_schedule(schedule: str, warmup: float = 0.0) -> None:
-    """Raise ``ValueError`` unless ``schedule`` is one of :data:`SCHEDULES` and ``warmup`` a fraction in [0, 1)."""
+    """Raise ``ValueError`` unless ``schedule`` is one of :data:`SCHEDULES` and ``warmup`` a fraction in [0, 1).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {schedule!r}")
     if not 0.0 <= check_positive(warmup, "warmup") < 1.0:
@@ -58,7 +61,10 @@ def check_schedule(schedule: str, warmup: float = 0.0) -> None:
 def lr_factor(schedule: str, t: int, total: int, warmup: float = 0.0) -> float:
     r"""The factor :math:`\lambda(t)` of the learning rate at step ``t`` (counted from 0) of ``total``
     (see the module doc): a linear warm-up over the first ``warmup`` fraction of the steps, then
-    ``"constant"``, ``"linear"`` decay to 0 or ``"cosine"`` decay to 0."""
+    ``"constant"``, ``"linear"`` decay to 0 or ``"cosine"`` decay to 0.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     check_schedule(schedule, warmup)
     if schedule == "constant":
         return 1.0
@@ -74,7 +80,10 @@ def lr_factor(schedule: str, t: int, total: int, warmup: float = 0.0) -> float:
 def lr_schedulers(optimizers: Iterable[torch.optim.Optimizer], schedule: str, total: int,
                   warmup: float = 0.0) -> list[torch.optim.lr_scheduler.LambdaLR]:
     """One :func:`lr_factor` schedule over ``total`` steps per optimizer; call ``.step()`` on each after
-    every training step."""
+    every training step.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     check_schedule(schedule, warmup)
     check_int(total, "total", minimum=1)
     return [torch.optim.lr_scheduler.LambdaLR(o, lambda t: lr_factor(schedule, t, total, warmup))
@@ -85,7 +94,10 @@ def lr_schedulers(optimizers: Iterable[torch.optim.Optimizer], schedule: str, to
 class TensorBatches:
     """Shuffled batches ``(x, y)`` of a pair of tensors (``y`` may be None), reshuffled each pass by
     a ``torch.Generator`` seeded once with ``seed``. With ``drop_last`` a pass has ``N // batch_size``
-    full batches (one batch of all ``N`` when ``N < batch_size``); without, ``ceil(N / batch_size)``."""
+    full batches (one batch of all ``N`` when ``N < batch_size``); without, ``ceil(N / batch_size)``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int,
                  device: torch.device | str, drop_last: bool = False) -> None:
@@ -124,6 +136,8 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
 
     ``drop_last`` drops a last partial batch (when there is at least one full one); the generative
     loops drop it, :func:`advlib.train.fit` keeps it. Never empty.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     check_int(batch_size, "batch_size", minimum=1)
     if isinstance(data, ImageData):
@@ -159,7 +173,10 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
 def total_steps(steps: int | None, epochs: float | None, per_epoch: int | None) -> int:
     """The length of a run: ``steps``, or ``epochs`` passes of ``per_epoch`` batches (rounded, at least
     one step). Exactly one of ``steps`` and ``epochs`` must be given; a sampler (``per_epoch=None``)
-    needs ``steps``."""
+    needs ``steps``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps and epochs")
     if steps is not None:
@@ -172,21 +189,30 @@ def total_steps(steps: int | None, epochs: float | None, per_epoch: int | None) 
 
 def log_steps(total: int, log_every: int | None, per_epoch: int | None) -> set[int]:
     """The steps (1-based) after which a history row is written: every ``log_every`` steps (default one
-    epoch, or a tenth of the run for a sampler), and the last step."""
+    epoch, or a tenth of the run for a sampler), and the last step.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     every = check_int(log_every or per_epoch or max(1, total // 10), "log_every", minimum=1)
     return set(range(every, total + 1, every)) | {total}
 
 
 # ------------------------------------------------------------------------- guard and bookkeeping
 def check_finite(loss: torch.Tensor, what: str, t: int, total: int) -> None:
-    """Raise ``FloatingPointError`` when ``loss`` is NaN or infinite, naming the ``what`` loss and the step."""
+    """Raise ``FloatingPointError`` when ``loss`` is NaN or infinite, naming the ``what`` loss and the step.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the {what} loss became {loss.item()} at step {t} of {total}; "
                                  f"lower the learning rate or check the data")
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str, t: int, total: int) -> None:
-    """One step of ``optimizer`` on ``loss``: :func:`check_finite`, then zero the gradients, backward, step."""
+    """One step of ``optimizer`` on ``loss``: :func:`check_finite`, then zero the gradients, backward, step.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     check_finite(loss, what, t, total)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -194,7 +220,10 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: s
 
 
 def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
-    """A tqdm bar over ``total`` steps (hidden unless :func:`advlib.utils.show_progress` says so)."""
+    """A tqdm bar over ``total`` steps (hidden unless :func:`advlib.utils.show_progress` says so).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     return tqdm(total=total, desc=desc, disable=not show_progress(progress), leave=False)
 
 
@@ -204,6 +233,8 @@ class History:
     :meth:`add` adds ``weight * value`` for each named value; :meth:`row` writes ``epoch`` (when
     ``per_epoch`` is known), ``step``, each mean :math:`\sum_i w_i v_i / \sum_i w_i` since the last row,
     the ``extra`` columns and the wall time ``time_s``, then starts the sums afresh.
+
+    Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, per_epoch: int | None = None) -> None:

@@ -36,14 +36,20 @@ Regularizer = Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
 
 # ----------------------------------------------------------------------------------- adversaries
 def ramp(eps: float, progress: float, fraction: float) -> float:
-    """``eps`` scaled linearly from 0 over the first ``fraction`` of training (constant if 0)."""
+    """``eps`` scaled linearly from 0 over the first ``fraction`` of training (constant if 0).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     if fraction <= 0:
         return eps
     return eps * min(1.0, progress / fraction)
 
 
 def fgsm_adversary(eps: float, *, eps_ramp: float = 0.0) -> Adversary:
-    """The adversary of FGSM training (Goodfellow et al., 2015): ``x_in = x + eps * sign(grad_x L)``. Chapter 04."""
+    """The adversary of FGSM training (Goodfellow et al., 2015): ``x_in = x + eps * sign(grad_x L)``.
+
+    Taught in :ref:`ch-fgsm`.
+    """
     eps = check_positive(eps, "eps")
 
     def adversary(model, x, y, progress):
@@ -55,7 +61,10 @@ def fgsm_adversary(eps: float, *, eps_ramp: float = 0.0) -> Adversary:
 
 def fgsm_rs_adversary(eps: float, *, alpha: float | None = None, eps_ramp: float = 0.0) -> Adversary:
     """The adversary of FGSM with a random start (Wong et al., 2020, "Fast is better than free"): uniform start in the
-    eps-ball, one signed step of ``alpha`` (default 1.25 eps), projection. This is PGD with one step."""
+    eps-ball, one signed step of ``alpha`` (default 1.25 eps), projection. This is PGD with one step.
+
+    Taught in :ref:`ch-fgsm`.
+    """
     eps = check_positive(eps, "eps")
 
     def adversary(model, x, y, progress):
@@ -70,7 +79,10 @@ def pgd_adversary(eps: float, *, alpha: float | None = None, steps: int = 7, nor
                      random_start: bool = True, eps_ramp: float = 0.0) -> Adversary:
     """The adversary of PGD adversarial training (Madry et al., 2018): ``steps`` signed steps of ``alpha`` (default
     ``2.5 eps / steps``) from a random start. With ``eps_ramp`` > 0, eps (and alpha with it) grows
-    linearly from 0 over that fraction of training. Chapter 07."""
+    linearly from 0 over that fraction of training.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     eps = check_positive(eps, "eps")
     steps = check_int(steps, "steps", minimum=1)
 
@@ -118,6 +130,8 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
         callback: called as ``callback(model, row)`` after each evaluation.
 
     Raises ``FloatingPointError`` when the loss is not finite (the NaN guard), naming the step.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     check_positive(epochs, "epochs", allow_zero=False)
     check_positive(lr, "lr", allow_zero=False)
@@ -207,7 +221,9 @@ def vat_regularizer(eps: float, *, xi: float = 1e-6, power_iterations: int = 1, 
     (supervised VAT, when ``unlabelled`` is None). Both predictions use the model's current mode (in
     ``fit``: train mode); the perturbation itself is found in eval mode. ``power_iterations=0``
     gives random perturbation training (RPT): a random direction of norm ``eps`` instead.
-    ``eps_ramp`` grows eps linearly from 0 over that fraction of training. Chapter 06.
+    ``eps_ramp`` grows eps linearly from 0 over that fraction of training.
+
+    Taught in :ref:`ch-vat`.
     """
     eps = check_positive(eps, "eps")
     check_positive(xi, "xi", allow_zero=False)
@@ -226,7 +242,10 @@ def vat_regularizer(eps: float, *, xi: float = 1e-6, power_iterations: int = 1, 
 
 def rpt_regularizer(eps: float, *, weight: float = 1.0) -> Regularizer:
     """Random perturbation training: :func:`vat_regularizer` with a random direction of L2 norm
-    ``eps`` in place of the virtual adversarial one (``power_iterations=0``). Chapter 06."""
+    ``eps`` in place of the virtual adversarial one (``power_iterations=0``).
+
+    Taught in :ref:`ch-vat`.
+    """
     return vat_regularizer(eps, power_iterations=0, weight=weight)
 
 
@@ -236,7 +255,10 @@ def fgm_adversary(eps: float, *, norm: str | float = 2, bounds: tuple[float, flo
     ``bounds`` is given (for features that are not pixels):
     :math:`x + \epsilon\, \nabla_x L / \|\nabla_x L\|_2`. Use with ``fit(..., clean_weight=0.5)`` for
     Goodfellow et al.'s objective :math:`\tfrac12 L(x, y) + \tfrac12 L(x + r_{\mathrm{adv}}, y)`,
-    the labelled cousin of VAT. Chapter 06."""
+    the labelled cousin of VAT.
+
+    Taught in :ref:`ch-vat`.
+    """
     eps = check_positive(eps, "eps")
     norm = attacks.normalize_norm(norm)
 

@@ -22,6 +22,8 @@ def get_device() -> torch.device:
     """The device every chapter uses: ``cuda`` when available, else ``cpu``.
 
     Set ``ADVLIB_DEVICE`` (e.g. ``cpu``) to override the choice.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     global _DEVICE
     if _DEVICE is None:
@@ -36,7 +38,10 @@ def get_device() -> torch.device:
 def bf16_is_native(device: torch.device | str | None = None) -> bool:
     """Whether ``device`` computes in bfloat16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
     AMX). Elsewhere bf16 autocast is emulated: on an AVX2-only CPU a PGD training step of the MNIST CNN
-    took 13x longer in bf16 than in float32 (4.0 s vs 0.31 s, chapter 07)."""
+    took 13x longer in bf16 than in float32 (4.0 s vs 0.31 s, chapter 07).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     device = torch.device(device) if device is not None else get_device()
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -59,6 +64,8 @@ def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bo
     training loop, recipe and attack that takes ``amp``): ``0`` forces float32, ``1`` forces bf16
     autocast, ``auto`` means bf16 only where it is native. With it one machine runs the tests as both
     kinds of CPU would (see the README, "Tests and machines").
+
+    Taught in :ref:`ch-pgd-training`.
     """
     if isinstance(amp, str):
         if amp != "auto":
@@ -76,21 +83,30 @@ def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bo
 
 
 def bf16_autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` to bfloat16 on ``device`` when ``enabled`` (see :func:`resolve_amp`), else a no-op."""
+    """``torch.autocast`` to bfloat16 on ``device`` when ``enabled`` (see :func:`resolve_amp`), else a no-op.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def show_progress(progress: bool | None = None) -> bool:
-    """Whether to draw tqdm progress bars: ``progress`` if given, else ``$ADVLIB_PROGRESS`` != "0"."""
+    """Whether to draw tqdm progress bars: ``progress`` if given, else ``$ADVLIB_PROGRESS`` != "0".
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if progress is not None:
         return bool(progress)
     return os.environ.get("ADVLIB_PROGRESS", "1").strip() not in ("0", "false", "no", "off")
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (all devices) and return a CPU ``torch.Generator`` seeded alike."""
+    """Seed Python, NumPy and PyTorch (all devices) and return a CPU ``torch.Generator`` seeded alike.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -98,7 +114,10 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
+    """The device of a model's first parameter or buffer (CPU for a model with neither).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     for t in model.parameters():
         return t.device
     for t in model.buffers():
@@ -112,6 +131,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
     Restoring module by module (rather than ``model.train(was_training)``) keeps mixed modes
     intact, e.g. a model whose batch-norm layers were frozen on purpose.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -125,7 +146,10 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0), *,
                  finite: bool = True) -> None:
     """Raise ``ValueError`` unless ``x`` is a non-empty floating tensor with a batch dimension, inside
-    ``bounds`` and (when ``finite``) free of NaN and infinities."""
+    ``bounds`` and (when ``finite``) free of NaN and infinities.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -147,7 +171,10 @@ def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] |
 
 def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | None = None) -> None:
     """Raise ``ValueError`` unless ``y`` is a ``torch.long`` tensor of shape ``(n,)`` with values in
-    range (cross-entropy takes no other integer dtype)."""
+    range (cross-entropy takes no other integer dtype).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
     if y.dtype != torch.int64:
@@ -163,7 +190,10 @@ def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | No
 
 def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
     """Raise ``ValueError`` unless ``x`` is on the device of ``model`` and has the dtype of its
-    floating parameters (a model with neither parameters nor buffers takes anything)."""
+    floating parameters (a model with neither parameters nor buffers takes anything).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     has_state = next(itertools.chain(model.parameters(), model.buffers()), None) is not None
     device = model_device(model)
     if has_state and x.device != device:
@@ -176,7 +206,10 @@ def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> Non
 
 
 def check_positive(value: float, name: str, *, allow_zero: bool = True) -> float:
-    """Return ``float(value)`` or raise ``ValueError`` if it is negative (or zero when not allowed)."""
+    """Return ``float(value)`` or raise ``ValueError`` if it is negative (or zero when not allowed).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -188,7 +221,10 @@ def check_positive(value: float, name: str, *, allow_zero: bool = True) -> float
 
 
 def check_int(value: int, name: str, *, minimum: int = 0) -> int:
-    """Return ``value`` if it is an integer ``>= minimum``, else raise ``ValueError``."""
+    """Return ``value`` if it is an integer ``>= minimum``, else raise ``ValueError``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)

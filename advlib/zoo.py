@@ -82,7 +82,10 @@ RECIPES: dict[str, dict[str, dict]] = {
 
 
 def recipe(name: str, budget: str | None = None) -> dict:
-    """The settings of recipe ``name`` at ``budget`` (default: the active budget)."""
+    """The settings of recipe ``name`` at ``budget`` (default: the active budget).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if name not in RECIPES:
         raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
     return dict(_budget.pick(budget, **RECIPES[name]))
@@ -92,6 +95,8 @@ def standard_mnist(budget: str | None = None, retrain: bool = False, root=None, 
     """The Madry MNIST CNN trained without adversarial examples (Adam, linear decay). Chapter 00.
 
     At the ``book`` budget: 3 epochs over the 60k training images, about 99% test accuracy.
+
+    Taught in :ref:`ch-preliminaries`.
     """
     cfg = recipe("standard_mnist", budget)
 
@@ -164,6 +169,8 @@ def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, ve
     where the hardware has it natively;
     about 90% accuracy under PGD-50 with restarts and 99% clean (see chapter 07 for the measured numbers). ``model.meta["history"]`` holds the
     training curve (held-out clean and PGD accuracy, wall time).
+
+    Taught in :ref:`ch-pgd-training`.
     """
     cfg = recipe("robust_mnist", budget)
 
@@ -181,6 +188,8 @@ def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, 
 
     The offline CIFAR-10 training set is a JPEG-degraded copy (the test set is exact), so test
     accuracy is a little below what the original pixels would give.
+
+    Taught in :ref:`ch-pgd-training`.
     """
     cfg = recipe("standard_cifar", budget)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=False)
@@ -194,6 +203,8 @@ def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, ve
 
     At the ``book`` budget: 2 PGD steps of 6/255 from a random start, eps ramped over the first 10%,
     Adam 1e-3, bf16 autocast where native, 4 epochs (see ``zoo.RECIPES``).
+
+    Taught in :ref:`ch-pgd-training`.
     """
     cfg = recipe("robust_cifar", budget)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)

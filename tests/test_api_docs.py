@@ -1,6 +1,8 @@
 """The API reference (book/api.md) documents every public advlib name: each must have a docstring."""
 import importlib
 import inspect
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +29,39 @@ def test_every_module_and_public_name_has_a_docstring():
             if not (inspect.getdoc(obj) or "").strip():
                 missing.append(f"{module_name}.{name}")
     assert not missing, f"public names without a docstring: {missing}"
+
+
+CHAPTER_LINK = re.compile(r"Taught in :ref:`([a-z0-9-]+)`(?:(?:, | and ):ref:`([a-z0-9-]+)`)*\.$")
+
+
+def chapter_labels() -> set[str]:
+    """The MyST labels ``(name)=`` that the chapters' markdown cells define."""
+    labels = set()
+    for _, path in api_reference.chapters(str(ROOT)):
+        for cell in json.loads(Path(path).read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                labels |= set(re.findall(r"^\(([a-z0-9-]+)\)=\s*$", "".join(cell["source"]), flags=re.M))
+    return labels
+
+
+def test_every_public_name_ends_with_a_link_to_its_chapter():
+    labels = chapter_labels()
+    assert {"ch-preliminaries", "ch-gan", "ch-aae"} <= labels, labels
+    bad = []
+    for module_name, module, names in documented():
+        for name in names:
+            last = (inspect.getdoc(getattr(module, name)) or "").strip().split("\n")[-1]
+            found = re.findall(r":ref:`([a-z0-9-]+)`", last)
+            if not CHAPTER_LINK.fullmatch(last) or not found or not set(found) <= labels:
+                bad.append(f"{module_name}.{name}: {last!r}")
+    assert not bad, "docstrings that do not end with 'Taught in :ref:`<chapter label>`.':\n" + "\n".join(bad)
+
+
+def test_every_training_loop_says_it_leaves_eval_mode():
+    import advlib
+    loops = [advlib.train.fit, *(getattr(m, n) for m in (advlib.gan, advlib.aae) for n in dir(m) if n.startswith("train_"))]
+    quiet = [f.__name__ for f in loops if "eval mode" not in " ".join(inspect.getdoc(f).split())]
+    assert not quiet, f"training loops whose docstring does not say they leave the model in eval mode: {quiet}"
 
 
 def test_the_reference_covers_the_book_modules():

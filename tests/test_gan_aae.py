@@ -107,19 +107,40 @@ def test_aae_vae_ae_one_step_each():
     before = _params(enc, dec, disc)
     h = aae.train_aae(enc, dec, disc, (x, y), aae.GaussianPrior(2), steps=1, batch_size=20, progress=False)
     assert _changed(before, enc, dec, disc) and np.isfinite(h[["rec", "d_loss", "g_loss"]].to_numpy()).all()
-    # label information in the regulariser, with some unlabelled (-1) images
+    # label information in the regulariser, with some unlabelled (-1) images: the discriminator gets
+    # the one-hot label (class 10 for unlabelled) and the prior sample of the label's component
     y_part = torch.where(torch.arange(40) % 2 == 0, y, torch.full_like(y, -1))
-    disc_c = mgan.MLPDiscriminator((2,), (16,), cond_dim=11)
-    h = aae.train_aae(enc, dec, disc_c, (x, y_part), aae.MixturePrior(10), steps=1, batch_size=20,
+    seen = []
+
+    class SpyDisc(mgan.MLPDiscriminator):
+        def forward(self, z, c=None):
+            seen.append((z.detach().clone(), c.clone()))
+            return super().forward(z, c)
+
+    prior = aae.MixturePrior(10, radius=20.0, std=(0.1, 0.1))  # far-apart, narrow components
+    h = aae.train_aae(enc, dec, SpyDisc((2,), (16,), cond_dim=11), (x, y_part), prior, steps=2, batch_size=40,
                       label_prior=True, progress=False)
-    assert np.isfinite(h.rec).all()
+    z_prior, c = seen[0]                               # first call: the prior samples
+    want = torch.where(y_part >= 0, y_part, torch.full_like(y_part, 10))
+    order = c.argmax(1)
+    assert torch.equal(c.sum(1), torch.ones(40)) and torch.equal(order.sort().values, want.sort().values)
+    nearest = torch.cdist(z_prior, prior.means).argmin(1)
+    labelled = order < 10
+    assert torch.equal(nearest[labelled], order[labelled])  # each labelled code's target is its own component
+    assert list(h.step) == [1, 2]
     # supervised AAE: the label goes into the decoder
+    got = []
+
+    class SpyDecoder(mae.Decoder):
+        def forward(self, z, c=None):
+            got.append(c.clone())
+            return super().forward(z, c)
+
+    h = aae.train_aae(enc, SpyDecoder(2, hidden=(16,), cond_dim=10), disc, (x, y), aae.GaussianPrior(2), steps=1,
+                      batch_size=40, label_decoder=True, progress=False)
+    assert len(got) == 1 and torch.equal(got[0].sum(1), torch.ones(40))
+    assert torch.equal(got[0].argmax(1).sort().values, y.sort().values)
     dec_c = mae.Decoder(2, hidden=(16,), cond_dim=10)
-    h = aae.train_aae(enc, dec_c, disc, (x, y), aae.GaussianPrior(2), steps=1, batch_size=20,
-                      label_decoder=True, progress=False)
-    assert np.isfinite(h.rec).all()
-    with pytest.raises(ValueError, match="labels"):
-        aae.train_aae(enc, dec_c, disc, x, aae.GaussianPrior(2), steps=1, label_decoder=True, progress=False)
     # VAE with both priors, plain autoencoder
     venc = mae.GaussianEncoder(z_dim=2, hidden=(16,))
     for prior in (aae.GaussianPrior(2), aae.MixturePrior(10)):
@@ -236,3 +257,38 @@ def test_aae_schedule_decays_the_learning_rates():
     assert (run("linear", 3) - start).norm() < (run("constant", 3) - start).norm()
     with pytest.raises(ValueError, match="schedule"):
         run("exponential", 1)
+
+
+def test_no_loop_touches_the_global_random_state():
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 28, 28)
+    y = torch.randint(0, 10, (40,))
+    g = torch.Generator().manual_seed(0)
+    G, D = mgan.toy_gan(dim=2, z_dim=2, hidden=8)
+    enc, dec, disc = mae.Encoder(z_dim=2, hidden=(8,)), mae.Decoder(2, hidden=(8,)), mgan.MLPDiscriminator((2,), (8,))
+    venc = mae.GaussianEncoder(z_dim=2, hidden=(8,))
+    senc = mae.SemiSupervisedEncoder(num_classes=10, z_dim=2, hidden=(8,))
+    sdec = mae.Decoder(2, hidden=(8,), cond_dim=10)
+    dy, dz = mgan.MLPDiscriminator((10,), (8,)), mgan.MLPDiscriminator((2,), (8,))
+    real = lambda n: torch.randn(n, 2, generator=g)  # noqa: E731
+    state = torch.get_rng_state()
+    gan.train_gan(G, D, real, steps=2, batch_size=8, progress=False)
+    gan.train_discriminator(D, real, lambda n: torch.rand(n, 2, generator=g), steps=2, batch_size=8, progress=False)
+    aae.train_autoencoder(enc, dec, x, steps=2, batch_size=20, progress=False)
+    aae.train_aae(enc, dec, disc, (x, y), aae.MixturePrior(10), steps=2, batch_size=20, progress=False)
+    aae.train_vae(venc, dec, x, aae.MixturePrior(10), steps=2, batch_size=20, progress=False)
+    aae.train_semi_supervised_aae(senc, sdec, dy, dz, x, (x[:10], y[:10]), steps=2, batch_size=20, progress=False)
+    assert torch.equal(torch.get_rng_state(), state), "a training loop drew from (or reseeded) the global generator"
+
+
+def test_explicit_generators_make_runs_repeatable():
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 28, 28)
+    venc, dec = mae.GaussianEncoder(z_dim=2, hidden=(8,)), mae.Decoder(2, hidden=(8,))
+
+    def vae(seed):
+        e, d = copy.deepcopy(venc), copy.deepcopy(dec)
+        return aae.train_vae(e, d, x, aae.GaussianPrior(2), steps=3, batch_size=20, progress=False,
+                             generator=torch.Generator().manual_seed(seed)).rec.to_numpy()
+
+    assert np.array_equal(vae(1), vae(1)) and not np.array_equal(vae(1), vae(2))

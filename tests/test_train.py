@@ -1,9 +1,11 @@
 """The training loop: standard and adversarial steps, schedules, the NaN guard, history."""
+import copy
 import math
 
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from advlib import attacks, evaluate, train
 from conftest import TinyNet
@@ -55,17 +57,45 @@ def test_eps_ramp():
     assert train.ramp(0.3, 0.0, 0.0) == 0.3
 
 
-def test_clean_weight_and_regularizer_enter_the_loss(tiny):
+def test_clean_weight_and_regularizer_enter_the_loss():
+    # one step over the whole batch: the logged loss is the loss at the starting weights, which we
+    # can recompute: w CE(h(x), y) + (1 - w) CE(h(x_adv), y) + R(h, x_u), with R on the unlabelled batch
+    torch.manual_seed(0)
     x, y = toy_data(32)
-    calls = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(144, 10))  # no dropout or batch norm: the loss is deterministic
+    start = copy.deepcopy(model)
+    x_u = torch.rand(8, 1, 12, 12)
+    seen = []
 
-    def reg(model, xu, progress):
-        calls.append(xu.shape[0])
-        return model(xu).pow(2).mean() * 0.0
+    def reg(m, xu, progress):
+        seen.append(xu)
+        return 0.1 * m(xu).pow(2).mean()
 
-    train.fit(tiny, (x, y), epochs=1, batch_size=16, adversary=train.fgsm_adversary(0.05), clean_weight=0.5,
-              regularizer=reg, unlabelled=torch.rand(40, 1, 12, 12), unlabelled_batch_size=8, progress=False)
-    assert calls == [8, 8]
+    hist = train.fit(model, (x, y), epochs=1, batch_size=32, adversary=train.fgsm_adversary(0.05), clean_weight=0.3,
+                     regularizer=reg, unlabelled=x_u, unlabelled_batch_size=8, schedule="constant", progress=False)
+    x_adv = attacks.fgsm(start, x, y, eps=0.05)
+    with torch.no_grad():
+        expected = (0.3 * F.cross_entropy(start(x), y) + 0.7 * F.cross_entropy(start(x_adv), y)
+                    + 0.1 * start(x_u).pow(2).mean()).item()
+    assert hist.train_loss.iloc[0] == pytest.approx(expected, rel=1e-5)
+    # the regulariser saw the unlabelled images (all 8, shuffled), not the labelled batch
+    assert len(seen) == 1 and torch.equal(seen[0].sort(0).values, x_u.sort(0).values)
+    # without the regulariser and clean weight, the loss is the adversarial one alone
+    model = copy.deepcopy(start)
+    hist = train.fit(model, (x, y), epochs=1, batch_size=32, adversary=train.fgsm_adversary(0.05), progress=False)
+    with torch.no_grad():
+        assert hist.train_loss.iloc[0] == pytest.approx(F.cross_entropy(start(x_adv), y).item(), rel=1e-5)
+
+
+def test_fit_keeps_the_partial_batch_and_logs_example_weighted_means():
+    torch.manual_seed(0)
+    x, y = toy_data(40)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(144, 10))
+    sizes = []
+    hist = train.fit(model, (x, y), epochs=1, batch_size=16, progress=False,
+                     adversary=lambda m, xb, yb, p: sizes.append(len(xb)) or xb)
+    assert sizes == [16, 16, 8] and list(hist.step) == [3] and hist.epoch.iloc[0] == 1.0
+    assert not model.training
 
 
 def test_nan_guard(tiny):
@@ -112,7 +142,10 @@ def test_amp_auto_resolves_to_the_hardware(tiny, monkeypatch):
 def test_evaluate_helpers(tiny):
     x, y = toy_data(40)
     acc = evaluate.accuracy(tiny, x, y, batch_size=7)
-    assert 0 <= acc <= 1
+    tiny.eval()
+    with torch.no_grad():
+        right = (tiny(x).argmax(1) == y).sum().item()
+    assert acc.n == 40 and acc.correct == right and float(acc) == right / 40
     assert evaluate.robust_accuracy(tiny, x, y, evaluate.attack("pgd", eps=0.0, steps=2)) == acc
     sweep = evaluate.eps_sweep(tiny, x, y, [0.0, 0.05, 0.5], steps=5, progress=False)
     assert list(sweep.eps) == [0.0, 0.05, 0.5] and sweep.accuracy.iloc[0] == acc

@@ -1,6 +1,8 @@
 """Virtual adversarial training: the perturbation (norm, modes, grads, no labels, power iteration),
 the KL helper, the regulariser and the fgm adversary for fit, the synthetic data and the
 decision-boundary plot."""
+import copy
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -149,16 +151,40 @@ def test_fit_with_vat_on_unlabelled_and_fgm():
     torch.manual_seed(0)
     ds = data.synthetic_2d("moons", n_train=16, n_test=200, dim=20, seed=0, device="cpu")
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 2))
+    vat = train.vat_regularizer(0.3)
+    seen = []
+
+    def spy(m, xu, progress):
+        seen.append(xu)
+        return vat(m, xu, progress)
+
     hist = train.fit(model, (ds.x_train, ds.y_train), epochs=20, batch_size=16, lr=1e-2, evals=1,
-                     regularizer=train.vat_regularizer(0.3), unlabelled=ds.x_test, progress=False)
-    assert len(hist) == 1 and hist.train_loss.notna().all()
+                     regularizer=spy, unlabelled=ds.x_test, progress=False)
+    assert len(hist) == 1 and len(seen) == 20
+    # every regularised batch is rows of the unlabelled set, never the labelled batch; a pass over the
+    # 200 unlabelled rows is 12 batches of 16 and a last one of 8
+    rows = {tuple(r.tolist()) for r in ds.x_test}
+    assert [len(xu) for xu in seen] == [16] * 12 + [8] + [16] * 7
+    assert all(tuple(r.tolist()) in rows for xu in seen for r in xu)
     x_in = train.fgm_adversary(0.5)(model, ds.x_train, ds.y_train, 0.0)
     assert torch.allclose(per_example_norm(x_in - ds.x_train), torch.full((16,), 0.5), atol=1e-5)
-    hist = train.fit(model, (ds.x_train, ds.y_train), epochs=5, batch_size=16, lr=1e-2, evals=1,
+    # FGM training with clean_weight 0.5: the logged first loss is (CE(x) + CE(x + r_adv)) / 2
+    start = copy.deepcopy(model)
+    hist = train.fit(model, (ds.x_train, ds.y_train), epochs=1, batch_size=16, lr=1e-2, evals=1,
                      adversary=train.fgm_adversary(0.3), clean_weight=0.5, progress=False)
-    assert hist.train_loss.notna().all()
-    rpt = train.rpt_regularizer(0.3)(model, ds.x_train, 0.0)
-    assert rpt.item() >= 0
+    x_adv = train.fgm_adversary(0.3)(start, ds.x_train, ds.y_train, 0.0)
+    with torch.no_grad():
+        expected = 0.5 * (F.cross_entropy(start(ds.x_train), ds.y_train) + F.cross_entropy(start(x_adv), ds.y_train))
+    assert hist.train_loss.iloc[0] == pytest.approx(expected.item(), rel=1e-5)
+    # RPT: KL(p(x) || p(x + r)) for a random r of norm eps (the same draw of the global generator)
+    torch.manual_seed(1)
+    rpt = train.rpt_regularizer(0.3, weight=2.0)(model, ds.x_train, 0.0)
+    torch.manual_seed(1)
+    r = attacks.vat_perturbation(model, ds.x_train, eps=0.3, power_iterations=0)
+    with torch.no_grad():
+        ref = 2.0 * attacks.kl_divergence(model(ds.x_train), model(ds.x_train + r)).mean()
+    assert torch.allclose(per_example_norm(r), torch.full((16,), 0.3), atol=1e-5)
+    assert rpt.item() == pytest.approx(ref.item(), rel=1e-5) and rpt.item() > 0
 
 
 # ------------------------------------------------------------------------------ data and plot

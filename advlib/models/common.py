@@ -8,7 +8,10 @@ from torch import nn
 
 
 class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, as the first layer of a model (so inputs stay in [0, 1])."""
+    """``(x - mean) / std`` per channel, as the first layer of a model (so inputs stay in [0, 1]).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -25,13 +28,19 @@ class Normalize(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def mlp_layers(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
     """Linear layers between ``sizes``; after each hidden one (not the last): batch norm if asked,
-    the activation ``act``, dropout if ``dropout > 0``."""
+    the activation ``act``, dropout if ``dropout > 0``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
@@ -45,7 +54,10 @@ def mlp_layers(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, d
 
 
 def check_shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
-    """``shape`` as a tuple of positive ints (an int ``n`` becomes ``(n,)``), or ``ValueError`` naming ``name``."""
+    """``shape`` as a tuple of positive ints (an int ``n`` becomes ``(n,)``), or ``ValueError`` naming ``name``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if not shape or any((not isinstance(s, int)) or s < 1 for s in shape):
         raise ValueError(f"{name} must be a positive int or a tuple of positive ints, got {shape!r}")
@@ -53,7 +65,10 @@ def check_shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
 
 
 def check_hidden(hidden: Sequence[int], name: str = "hidden") -> tuple[int, ...]:
-    """The hidden-layer widths ``hidden`` as a tuple of positive ints (may be empty), or ``ValueError``."""
+    """The hidden-layer widths ``hidden`` as a tuple of positive ints (may be empty), or ``ValueError``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     hidden = tuple(hidden)
     if any((not isinstance(h, int)) or h < 1 for h in hidden):
         raise ValueError(f"{name} must be a sequence of positive ints, got {hidden!r}")
@@ -62,7 +77,10 @@ def check_hidden(hidden: Sequence[int], name: str = "hidden") -> tuple[int, ...]
 
 def append_condition(h: torch.Tensor, c: torch.Tensor | None, cond_dim: int, who: str) -> torch.Tensor:
     """``[h, c]`` for a conditioned network (``c`` of shape ``(N, cond_dim)``, e.g. a one-hot label);
-    ``h`` itself when ``cond_dim`` is 0, which takes no ``c``. ``who`` names the network in errors."""
+    ``h`` itself when ``cond_dim`` is 0, which takes no ``c``. ``who`` names the network in errors.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if cond_dim:
         if c is None or c.shape != (h.shape[0], cond_dim):
             raise ValueError(f"c must have shape ({h.shape[0]}, {cond_dim}), got {None if c is None else tuple(c.shape)}")

@@ -27,6 +27,8 @@ class MLPGenerator(nn.Module):
     r"""A generator :math:`G(z)`: an MLP from ``z_dim`` noise to ``out_shape`` (chapter 01).
 
     ``out="sigmoid"`` for images in [0, 1], ``"linear"`` for toy data on the real line / plane.
+
+    Taught in :ref:`ch-gan`.
     """
 
     def __init__(self, z_dim: int = 64, out_shape: int | Sequence[int] = (1, 28, 28),
@@ -49,7 +51,9 @@ class MLPDiscriminator(nn.Module):
     r"""A discriminator: an MLP from ``in_shape`` to one logit per example; :math:`D(x) = \sigma(\cdot)`.
 
     With ``cond_dim`` > 0 it also takes a conditioning vector ``c`` (e.g. a one-hot label, chapter 02),
-    concatenated to the flattened input. Chapters 01 and 02.
+    concatenated to the flattened input.
+
+    Taught in :ref:`ch-gan` and :ref:`ch-aae`.
     """
 
     def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256),
@@ -71,7 +75,10 @@ class MLPDiscriminator(nn.Module):
 
 class ConvGenerator(nn.Module):
     """A small DCGAN generator for 1x28x28 images: linear to ``width x 7 x 7``, then two stride-2
-    transposed convolutions (batch norm + ReLU between), sigmoid output. Chapter 01."""
+    transposed convolutions (batch norm + ReLU between), sigmoid output.
+
+    Taught in :ref:`ch-gan`.
+    """
 
     def __init__(self, z_dim: int = 64, width: int = 64) -> None:
         super().__init__()
@@ -92,7 +99,10 @@ class ConvGenerator(nn.Module):
 
 class ConvDiscriminator(nn.Module):
     """A small DCGAN discriminator for 1x28x28 images: two stride-2 convolutions with LeakyReLU(0.2),
-    then a linear layer to one logit. Chapter 01."""
+    then a linear layer to one logit.
+
+    Taught in :ref:`ch-gan`.
+    """
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -111,7 +121,10 @@ class ConvDiscriminator(nn.Module):
 
 def mnist_gan(kind: str = "mlp", z_dim: int = 64) -> tuple[nn.Module, nn.Module]:
     """A fresh ``(G, D)`` pair for MNIST: ``kind="mlp"`` (G 64-256-512-784, D 784-512-256-1) or
-    ``"conv"`` (the small DCGAN). Chapter 01."""
+    ``"conv"`` (the small DCGAN).
+
+    Taught in :ref:`ch-gan`.
+    """
     if kind == "mlp":
         return MLPGenerator(z_dim, (1, 28, 28)), MLPDiscriminator((1, 28, 28))
     if kind == "conv":
@@ -120,7 +133,10 @@ def mnist_gan(kind: str = "mlp", z_dim: int = 64) -> tuple[nn.Module, nn.Module]
 
 
 def toy_gan(dim: int = 2, z_dim: int = 2, hidden: int = 128) -> tuple[MLPGenerator, MLPDiscriminator]:
-    """A fresh ``(G, D)`` pair of two-hidden-layer MLPs for ``dim``-dimensional toy data. Chapter 01."""
+    """A fresh ``(G, D)`` pair of two-hidden-layer MLPs for ``dim``-dimensional toy data.
+
+    Taught in :ref:`ch-gan`.
+    """
     check_int(hidden, "hidden", minimum=1)
     return (MLPGenerator(z_dim, (dim,), (hidden, hidden), out="linear"),
             MLPDiscriminator((dim,), (hidden, hidden)))

@@ -21,7 +21,10 @@ CHOICES = ("efficientnet_lite0", "resnet50")
 
 
 class ResizeNormalize(nn.Module):
-    """Resize to ``size`` x ``size`` (bilinear, differentiable), then normalise."""
+    """Resize to ``size`` x ``size`` (bilinear, differentiable), then normalise.
+
+    Taught in :ref:`ch-targeted-attacks`.
+    """
 
     def __init__(self, size: int, mean, std) -> None:
         super().__init__()
@@ -35,7 +38,10 @@ class ResizeNormalize(nn.Module):
 
 
 class WithPreprocessing(nn.Module):
-    """``net(preprocess(x))``: a pretrained network behind its own input pipeline."""
+    """``net(preprocess(x))``: a pretrained network behind its own input pipeline.
+
+    Taught in :ref:`ch-targeted-attacks`.
+    """
 
     def __init__(self, preprocess: nn.Module, net: nn.Module) -> None:
         super().__init__()
@@ -81,6 +87,8 @@ def imagenet_classifier(name: str = "efficientnet_lite0", device: torch.device |
     """A pretrained ImageNet classifier in eval mode, frozen (no parameter requires grad).
 
     Takes (N, 3, H, W) in [0, 1]; resizes to 224 and normalises inside; returns 1000 logits.
+
+    Taught in :ref:`ch-targeted-attacks`.
     """
     from ..utils import get_device
 
