@@ -27,30 +27,29 @@ class Encoder(nn.Module):
     Taught in :ref:`ch-aae`.
     """
 
+    outputs_per_dim = 1  # the net's outputs per code dimension
+
     def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), z_dim: int = 2,
                  hidden: Sequence[int] = (512, 512)) -> None:
         super().__init__()
         self.in_shape = check_shape(in_shape, "in_shape")
         self.z_dim = check_int(z_dim, "z_dim", minimum=1)
-        self.net = _mlp([math.prod(self.in_shape), *check_hidden(hidden), self.z_dim], nn.ReLU())
+        self.net = _mlp([math.prod(self.in_shape), *check_hidden(hidden), self.outputs_per_dim * self.z_dim],
+                        nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
 
-class GaussianEncoder(nn.Module):
-    r"""The VAE's encoder :math:`q(z|x) = \mathcal N(\mu(x), \operatorname{diag}\exp(\text{logvar}(x)))`;
-    ``forward`` returns ``(mu, logvar)``, each ``(N, z_dim)``.
+class GaussianEncoder(Encoder):
+    r"""The VAE's encoder :math:`q(z|x) = \mathcal N(\mu(x), \operatorname{diag}\exp(\text{logvar}(x)))`:
+    an :class:`Encoder` with two outputs per code dimension; ``forward`` returns ``(mu, logvar)``, each
+    ``(N, z_dim)``.
 
     Taught in :ref:`ch-aae`.
     """
 
-    def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), z_dim: int = 2,
-                 hidden: Sequence[int] = (512, 512)) -> None:
-        super().__init__()
-        self.in_shape = check_shape(in_shape, "in_shape")
-        self.z_dim = check_int(z_dim, "z_dim", minimum=1)
-        self.net = _mlp([math.prod(self.in_shape), *check_hidden(hidden), 2 * self.z_dim], nn.ReLU())
+    outputs_per_dim = 2  # mu and logvar
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.net(x.flatten(1)).chunk(2, dim=1)
