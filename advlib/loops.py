@@ -48,7 +48,7 @@ Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
 # ------------------------------------------------------------------------------ learning rates
 def check_schedule(schedule: str, warmup: float = 0.0) -> None:
-    """Raise ``ValueError`` unless ``schedule`` is one of :data:`SCHEDULES` and ``warmup`` a fraction in [0, 1).
+    """Raise ``ValueError`` unless ``schedule`` is one of ``SCHEDULES`` (constant, linear, cosine) and ``warmup`` a fraction in [0, 1).
 
     Taught in :ref:`ch-preliminaries`.
     """
@@ -228,9 +228,9 @@ def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
 
 
 class History:
-    r"""The history table of a run: running weighted means between rows, one row per call of :meth:`row`.
+    r"""The history table of a run: running weighted means between rows, one row per call of ``row``.
 
-    :meth:`add` adds ``weight * value`` for each named value; :meth:`row` writes ``epoch`` (when
+    ``add`` adds ``weight * value`` for each named value; ``row`` writes ``epoch`` (when
     ``per_epoch`` is known), ``step``, each mean :math:`\sum_i w_i v_i / \sum_i w_i` since the last row,
     the ``extra`` columns and the wall time ``time_s``, then starts the sums afresh.
 
