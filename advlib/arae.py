@@ -1,5 +1,5 @@
 r"""Adversarially regularised autoencoders for sentences (Zhao, Kim, Zhang, Rush & LeCun 2018).
-Chapter 03 (:ref:`ch03-arae`).
+Chapter 03 (:ref:`ch-arae`).
 
 A sentence :math:`x` is encoded by an LSTM into a code :math:`c = \mathrm{enc}_\phi(x)` on the unit
 sphere and decoded back by an LSTM :math:`p_\psi(x \mid c)`. A generator :math:`g_\theta(s)`,
@@ -54,7 +54,7 @@ class ARAE(nn.Module):
     embedding concatenated with the code at every step, followed by a linear layer to the vocabulary.
     The generator maps ``noise``-dimensional Gaussian noise through an MLP (``mlp`` units, ReLU) to a
     code; the critic (LeakyReLU 0.2) maps a code to a score; the classifier maps a code to attribute
-    logits. Chapter :ref:`ch03-arae`.
+    logits. Chapter :ref:`ch-arae`.
     """
 
     def __init__(self, vocab_size: int, n_attributes: int = 2, embed: int = 128, hidden: int = 128,
@@ -89,7 +89,7 @@ class ARAE(nn.Module):
         _, (h, _) = self.encoder(packed)
         code = F.normalize(self.to_code(h[-1]), dim=1)
         if noise_std > 0:
-            code = code + noise_std * torch.randn(code.shape, generator=generator, device="cpu").to(code.device)
+            code = code + noise_std * torch.randn(code.shape, generator=generator, dtype=code.dtype).to(code.device)
         return code
 
     def decode_logits(self, code: torch.Tensor, inputs: torch.Tensor, attribute: int) -> torch.Tensor:
@@ -127,8 +127,8 @@ class ARAE(nn.Module):
 
     def sample_codes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` codes of the learned prior, :math:`g_\\theta(s)` with :math:`s \\sim N(0, I)`."""
-        device = model_device(self)
-        s = torch.randn((n, self.noise_dim), generator=generator, device="cpu").to(device)
+        weight = self.generator[0].weight
+        s = torch.randn((n, self.noise_dim), generator=generator, dtype=weight.dtype).to(weight.device)
         return self.generator(s)
 
     def _check_attribute(self, attribute: int) -> None:
@@ -139,7 +139,7 @@ class ARAE(nn.Module):
 @dataclass(frozen=True)
 class ARAESettings:
     """The weights and step counts of one :func:`arae_round` (defaults: the paper's Yelp settings,
-    except the autoencoder's optimiser, see :func:`make_optimizers`). Chapter :ref:`ch03-arae`."""
+    except the autoencoder's optimiser, see :func:`make_optimizers`). Chapter :ref:`ch-arae`."""
 
     lambda_critic: float = 0.01   # scale of the critic's gradient into the encoder (lambda_1)
     lambda_class: float = 1.0     # weight of the encoder's loss against the code classifier (lambda_2)
@@ -185,7 +185,7 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     r"""WGAN-GP's :math:`\mathbb E_{\hat c}[(\|\nabla f_w(\hat c)\| - 1)^2]` at random interpolates
     :math:`\hat c = u\, c_{\mathrm{real}} + (1 - u)\, c_{\mathrm{fake}}`, :math:`u \sim U(0, 1)`."""
-    u = torch.rand((len(real), 1), generator=generator, device="cpu").to(real.device)
+    u = torch.rand((len(real), 1), generator=generator, dtype=real.dtype).to(real.device)
     mixed = (u * real + (1 - u) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return ((grad.norm(dim=1) - 1) ** 2).mean()
@@ -264,7 +264,7 @@ def train_arae(model: ARAE, corpus: SentimentCorpus, steps: int, batch_size: int
     starts at ``noise_std`` and is multiplied by ``noise_decay`` every 100 rounds (the paper's
     annealing). Returns the history (losses averaged over each ``log_every`` rounds, held-out
     reconstruction token accuracy, wall ``time`` in seconds); leaves the model in eval mode.
-    Chapter :ref:`ch03-arae`."""
+    Chapter :ref:`ch-arae`."""
     settings = ARAESettings() if settings is None else settings
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -299,7 +299,7 @@ def _batches_of(sequences: Sequence[Sequence[int]], size: int = 256) -> Iterator
 @torch.no_grad()
 def token_accuracy(model: ARAE, rows: Sequence[tuple[Sequence[int], int]], vocab: Vocab) -> float:
     """Teacher-forced next-token accuracy of reconstructing ``(ids, label)`` rows with each row's own
-    decoder, over all scored positions (``<eos>`` included). Chapter :ref:`ch03-arae`."""
+    decoder, over all scored positions (``<eos>`` included). Chapter :ref:`ch-arae`."""
     was_training = model.training
     model.eval()
     device, right, total = model_device(model), 0, 0
@@ -320,7 +320,7 @@ def token_accuracy(model: ARAE, rows: Sequence[tuple[Sequence[int], int]], vocab
 
 @torch.no_grad()
 def encode_sentences(model: ARAE, sequences: Sequence[Sequence[int]], vocab: Vocab) -> torch.Tensor:
-    """Noise-free codes ``(N, code)`` of id sequences. Chapter :ref:`ch03-arae`."""
+    """Noise-free codes ``(N, code)`` of id sequences. Chapter :ref:`ch-arae`."""
     was_training = model.training
     model.eval()
     out = []
@@ -334,7 +334,7 @@ def encode_sentences(model: ARAE, sequences: Sequence[Sequence[int]], vocab: Voc
 @torch.no_grad()
 def decode_codes(model: ARAE, codes: torch.Tensor, vocab: Vocab, attribute: int, max_len: int = 25
                  ) -> list[list[str]]:
-    """Greedy decodings of ``codes`` by decoder ``attribute``, as token lists. Chapter :ref:`ch03-arae`."""
+    """Greedy decodings of ``codes`` by decoder ``attribute``, as token lists. Chapter :ref:`ch-arae`."""
     was_training = model.training
     model.eval()
     out = [vocab.decode(row) for row in model.greedy_decode(codes, attribute, max_len).tolist()]
@@ -346,7 +346,7 @@ def transfer(model: ARAE, vocab: Vocab, sentences: Sequence[Sequence[int]], targ
              max_len: int = 25) -> list[list[str]]:
     """Unaligned attribute transfer: encode each id sequence and decode it with the decoder of
     ``target`` (one attribute for all, or one per sentence). With ``target`` the sentence's own
-    attribute this is its reconstruction. Chapter :ref:`ch03-arae`."""
+    attribute this is its reconstruction. Chapter :ref:`ch-arae`."""
     targets = [int(target)] * len(sentences) if isinstance(target, int) else [int(t) for t in target]
     if len(targets) != len(sentences):
         raise ValueError(f"target must be one int or one per sentence ({len(sentences)}), got {len(targets)}")
@@ -362,7 +362,7 @@ def transfer(model: ARAE, vocab: Vocab, sentences: Sequence[Sequence[int]], targ
 # --------------------------------------------------------------------- a language model for perplexity
 class LanguageModel(nn.Module):
     """A one-layer LSTM language model :math:`p(w_t \\mid w_{<t})`, for the perplexity of generated
-    or transferred sentences. Chapter :ref:`ch03-arae`."""
+    or transferred sentences. Chapter :ref:`ch-arae`."""
 
     def __init__(self, vocab_size: int, embed: int = 128, hidden: int = 256) -> None:
         super().__init__()
@@ -378,7 +378,7 @@ class LanguageModel(nn.Module):
 def train_language_model(model: LanguageModel, sequences: Sequence[Sequence[int]], vocab: Vocab,
                          steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> LanguageModel:
     """Adam on the mean token cross-entropy of random batches of ``sequences``; returns the model in
-    eval mode. Chapter :ref:`ch03-arae`."""
+    eval mode. Chapter :ref:`ch-arae`."""
     if len(sequences) < batch_size:
         raise ValueError(f"sequences must hold at least batch_size = {batch_size} sequences, got {len(sequences)}")
     device = model_device(model)
@@ -396,7 +396,7 @@ def train_language_model(model: LanguageModel, sequences: Sequence[Sequence[int]
 @torch.no_grad()
 def perplexity(model: LanguageModel, sequences: Sequence[Sequence[int]], vocab: Vocab) -> float:
     """:math:`\\exp` of the mean token negative log-likelihood of ``sequences`` (``<eos>`` scored),
-    empty sequences skipped. Chapter :ref:`ch03-arae`."""
+    empty sequences skipped. Chapter :ref:`ch-arae`."""
     sequences = [s for s in sequences if len(s) > 0]
     if not sequences:
         raise ValueError("sequences must hold at least one non-empty sequence")

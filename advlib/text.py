@@ -1,5 +1,5 @@
 """Sentences as token sequences: the offline sentiment corpus, a tokeniser, a vocabulary and padded
-batches. Chapter 03 (:ref:`ch03-arae`) trains its adversarially regularised autoencoders on them.
+batches. Chapter 03 (:ref:`ch-arae`) trains its adversarially regularised autoencoders on them.
 
 The corpus is the ground truth of the VADER study (Hutto & Gilbert 2014): 23,703 English sentences
 (movie and product review snippets, editorial sentences, tweets), each with the mean sentiment
@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import ClassVar, Iterable, Iterator, Sequence
 
 import torch
 
@@ -42,7 +42,7 @@ def tokenize(sentence: str) -> list[str]:
     """Lower-cased words, numbers and punctuation marks: ``"It's GREAT!"`` -> ``["it's", "great", "!"]``.
 
     HTML entities are unescaped first (``&amp;`` -> ``&``); characters outside the pattern (``&``, ``#``,
-    ``@``, emoji) are dropped. Chapter :ref:`ch03-arae`.
+    ``@``, emoji) are dropped. Chapter :ref:`ch-arae`.
     """
     text = html.unescape(sentence).lower().replace("''", '"').replace("`", "'")
     return _TOKEN.findall(text)
@@ -71,7 +71,7 @@ def sentiment_sentences(root: str | None = None, sources: Iterable[str] | None =
 
     Raises :class:`advlib.data.DataNotFoundError` naming the files to place under a data root when
     they are missing (the corpus is not downloaded: it ships with the book's offline data).
-    Chapter :ref:`ch03-arae`.
+    Chapter :ref:`ch-arae`.
     """
     names = list(SENTIMENT_FILES) if sources is None else list(sources)
     bad = [s for s in names if s not in SENTIMENT_FILES]
@@ -107,10 +107,14 @@ def _read_rated(path: Path, source: str) -> list[Sentence]:
 @dataclass
 class Vocab:
     """Token <-> id maps. Ids 0-3 are ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``; the others are
-    tokens by falling frequency. Build one with :meth:`build`. Chapter :ref:`ch03-arae`."""
+    tokens by falling frequency. Build one with :meth:`build`. Chapter :ref:`ch-arae`."""
 
     itos: list[str]
     stoi: dict[str, int] = field(init=False, repr=False)
+    pad: ClassVar[int] = 0  # the ids of the four special tokens, in SPECIALS' order
+    bos: ClassVar[int] = 1
+    eos: ClassVar[int] = 2
+    unk: ClassVar[int] = 3
 
     def __post_init__(self) -> None:
         if tuple(self.itos[:4]) != SPECIALS:
@@ -130,22 +134,6 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.itos)
-
-    @property
-    def pad(self) -> int:
-        return 0
-
-    @property
-    def bos(self) -> int:
-        return 1
-
-    @property
-    def eos(self) -> int:
-        return 2
-
-    @property
-    def unk(self) -> int:
-        return 3
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
         """Ids of ``tokens`` (``<unk>`` for tokens outside the vocabulary), without ``<eos>``."""
@@ -176,7 +164,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], vocab: Vocab, device: torch.de
     """Teacher-forcing tensors for id sequences of any lengths: ``(inputs, targets, lengths)``.
 
     ``inputs[i] = <bos> w_1 .. w_T <pad>...`` and ``targets[i] = w_1 .. w_T <eos> <pad>...``, both
-    ``(N, max T + 1)`` int64; ``lengths[i] = T + 1`` (the positions scored). Chapter :ref:`ch03-arae`.
+    ``(N, max T + 1)`` int64; ``lengths[i] = T + 1`` (the positions scored). Chapter :ref:`ch-arae`.
     """
     if len(sequences) == 0:
         raise ValueError("sequences must hold at least one sequence, got none")
@@ -196,7 +184,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], vocab: Vocab, device: torch.de
 @dataclass
 class SentimentCorpus:
     """Token-id sequences with binary sentiment labels, split into train and test, and the vocabulary
-    built on the training part. Make one with :func:`sentiment_corpus`. Chapter :ref:`ch03-arae`."""
+    built on the training part. Make one with :func:`sentiment_corpus`. Chapter :ref:`ch-arae`."""
 
     vocab: Vocab
     train: list[tuple[list[int], int]]
@@ -240,7 +228,7 @@ def sentiment_corpus(max_len: int = 20, min_abs_rating: float = 0.5, vocab_size:
                      sources: Iterable[str] | None = None) -> SentimentCorpus:
     """The sentences of at most ``max_len`` tokens whose mean rating is at least ``min_abs_rating``
     away from neutral, labelled positive (rating > 0) or negative; ``n_test`` of them (seeded) held
-    out; a vocabulary of at most ``vocab_size`` tokens seen ``min_count`` times in the rest. Chapter :ref:`ch03-arae`."""
+    out; a vocabulary of at most ``vocab_size`` tokens seen ``min_count`` times in the rest. Chapter :ref:`ch-arae`."""
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
     if min_abs_rating < 0:
