@@ -82,7 +82,7 @@ RECIPES: dict[str, dict[str, dict]] = {
     # ``variant`` (an argument of the recipe) sets the two weights.
     "arae_sentiment": {
         "smoke": dict(max_len=12, vocab_size=2000, min_count=3, n_test=300, embed=32, hidden=64, code=32,
-                      noise=16, mlp=64, steps=60, batch_size=32, critic_steps=2, noise_std=0.1, lr=3e-3,
+                      noise=16, mlp=64, steps=250, batch_size=32, critic_steps=2, noise_std=0.1, lr=1e-2,
                       seed=0),
         "book": dict(max_len=15, vocab_size=8000, min_count=2, n_test=1000, embed=128, hidden=128, code=128,
                      noise=32, mlp=128, steps=3000, batch_size=64, critic_steps=5, noise_std=0.1, lr=3e-3,
