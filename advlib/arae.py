@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .text import SentimentCorpus, Vocab, pad_batch
-from .utils import model_device, show_progress
+from .loops import progress_bar
+from .utils import eval_mode, model_device
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, targets, lengths, labels
 
@@ -301,7 +301,8 @@ def train_arae(model: ARAE, corpus: SentimentCorpus, steps: int, batch_size: int
     stream = corpus.batches(batch_size, seed=seed, device=device)
     generator = torch.Generator().manual_seed(seed + 1)
     rows, window, start = [], [], time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc="arae", disable=not show_progress(progress), leave=False):
+    bar = progress_bar(steps, "arae", progress)
+    for step in range(1, steps + 1):
         noise = noise_std * noise_decay ** ((step - 1) // 100)
         window.append(arae_round(model, optimizers, [next(stream) for _ in range(1 + settings.critic_steps)],
                                  settings, noise, generator))
@@ -312,6 +313,8 @@ def train_arae(model: ARAE, corpus: SentimentCorpus, steps: int, batch_size: int
             row["time"] = time.perf_counter() - start
             rows.append(row)
             window = []
+        bar.update(1)
+    bar.close()
     model.eval()
     return pd.DataFrame(rows)
 
@@ -328,21 +331,19 @@ def token_accuracy(model: ARAE, rows: Sequence[tuple[Sequence[int], int]], vocab
     decoder, over all scored positions (``<eos>`` included).
 
     Taught in :ref:`ch-arae`."""
-    was_training = model.training
-    model.eval()
-    device, right, total = model_device(model), 0, 0
-    for _, chunk in _batches_of(rows):
-        inputs, targets, lengths = pad_batch([s for s, _ in chunk], vocab, device)
-        labels = torch.tensor([y for _, y in chunk], device=device)
-        code = model.encode(targets, lengths)
-        for a in range(model.n_attributes):
-            r = labels == a
-            if r.any():
-                pred = model.decode_logits(code[r], inputs[r], a).argmax(dim=2)
-                mask = targets[r] != 0
-                right += (pred[mask] == targets[r][mask]).sum().item()
-                total += mask.sum().item()
-    model.train(was_training)
+    with eval_mode(model):
+        device, right, total = model_device(model), 0, 0
+        for _, chunk in _batches_of(rows):
+            inputs, targets, lengths = pad_batch([s for s, _ in chunk], vocab, device)
+            labels = torch.tensor([y for _, y in chunk], device=device)
+            code = model.encode(targets, lengths)
+            for a in range(model.n_attributes):
+                r = labels == a
+                if r.any():
+                    pred = model.decode_logits(code[r], inputs[r], a).argmax(dim=2)
+                    mask = targets[r] != 0
+                    right += (pred[mask] == targets[r][mask]).sum().item()
+                    total += mask.sum().item()
     return right / max(total, 1)
 
 
@@ -351,13 +352,11 @@ def encode_sentences(model: ARAE, sequences: Sequence[Sequence[int]], vocab: Voc
     """Noise-free codes ``(N, code)`` of id sequences.
 
     Taught in :ref:`ch-arae`."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for _, chunk in _batches_of(sequences):
-        _, targets, lengths = pad_batch(chunk, vocab, model_device(model))
-        out.append(model.encode(targets, lengths))
-    model.train(was_training)
+    with eval_mode(model):
+        out = []
+        for _, chunk in _batches_of(sequences):
+            _, targets, lengths = pad_batch(chunk, vocab, model_device(model))
+            out.append(model.encode(targets, lengths))
     return torch.cat(out)
 
 
@@ -367,10 +366,8 @@ def decode_codes(model: ARAE, codes: torch.Tensor, vocab: Vocab, attribute: int,
     """Greedy decodings of ``codes`` by decoder ``attribute``, as token lists.
 
     Taught in :ref:`ch-arae`."""
-    was_training = model.training
-    model.eval()
-    out = [vocab.decode(row) for row in model.greedy_decode(codes, attribute, max_len).tolist()]
-    model.train(was_training)
+    with eval_mode(model):
+        out = [vocab.decode(row) for row in model.greedy_decode(codes, attribute, max_len).tolist()]
     return out
 
 
@@ -442,15 +439,13 @@ def perplexity(model: LanguageModel, sequences: Sequence[Sequence[int]], vocab: 
     sequences = [s for s in sequences if len(s) > 0]
     if not sequences:
         raise ValueError("sequences must hold at least one non-empty sequence")
-    was_training = model.training
-    model.eval()
-    nll, count = 0.0, 0
-    for _, chunk in _batches_of(sequences):
-        inputs, targets, _ = pad_batch(chunk, vocab, model_device(model))
-        nll += F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten(), ignore_index=0,
-                               reduction="sum").item()
-        count += (targets != 0).sum().item()
-    model.train(was_training)
+    with eval_mode(model):
+        nll, count = 0.0, 0
+        for _, chunk in _batches_of(sequences):
+            inputs, targets, _ = pad_batch(chunk, vocab, model_device(model))
+            nll += F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten(), ignore_index=0,
+                                   reduction="sum").item()
+            count += (targets != 0).sum().item()
     return math.exp(nll / count)
 
 
