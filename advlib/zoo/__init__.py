@@ -24,11 +24,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import budget as _budget
-from . import arae, cache, data, models, text
-from .evaluate import attack as _attack
-from .train import fit, pgd_adversary
-from .utils import get_device, seed_everything
+from .. import budget as _budget
+from .. import arae, cache, data, models, text
+from ..evaluate import attack as _attack
+from ..train import fit, pgd_adversary
+from ..utils import get_device, seed_everything
 
 RECIPES: dict[str, dict[str, dict]] = {
     # Chapter 00: the Madry CNN trained normally on MNIST.
