@@ -3,15 +3,17 @@
 Modules, in the order data flows: :mod:`~advlib.data` -> :mod:`~advlib.models` ->
 :mod:`~advlib.attacks` -> :mod:`~advlib.train` / :mod:`~advlib.evaluate` -> :mod:`~advlib.plots`;
 plus :mod:`~advlib.budget` (smoke / book / paper), :mod:`~advlib.cache` (trained models),
-:mod:`~advlib.zoo` (named recipes shared by the chapters) and :mod:`~advlib.loops` (the bookkeeping
-every training loop shares). The generative side: :mod:`~advlib.gan` (chapter 01) and
+:mod:`~advlib.zoo` (named recipes shared by the chapters), :mod:`~advlib.loops` (the bookkeeping
+every training loop shares) and :mod:`~advlib.distributed` (data-parallel training under ``torchrun``).
+The generative side: :mod:`~advlib.gan` (chapter 01) and
 :mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
 :mod:`advlib.models.autoencoders`. Sentences (chapter 03): :mod:`~advlib.text` -> :mod:`~advlib.arae`.
 """
-from . import aae, arae, attacks, budget, cache, data, evaluate, gan, loops, models, plots, text, train, utils, zoo
+from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, gan, loops, models, plots, text,
+               train, utils, zoo)
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "evaluate", "gan", "loops", "models", "plots",
-           "text", "train", "utils", "zoo",
+__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "gan", "loops", "models",
+           "plots", "text", "train", "utils", "zoo",
            "get_device", "seed_everything", "__version__"]

@@ -40,6 +40,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .distributed import shard_indices
 from .utils import check_int, get_device
 
 ENV_VAR = "ADVLIB_DATA"
@@ -239,19 +240,23 @@ class Loader:
     """Batches of an :class:`ImageData` as float tensors on a device, by slicing (no per-item work).
 
     Much faster than a ``DataLoader`` over single items for in-memory data; iterating again
-    reshuffles (with a generator seeded once, so a run is repeatable).
+    reshuffles (with a generator seeded once, so a run is repeatable). With ``shard=(rank, world_size)``
+    each batch is the share of rank ``rank`` of the global batch of ``batch_size``
+    (:func:`advlib.distributed.shard_indices`), for data-parallel training.
 
     Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, device: torch.device | str | None = None) -> None:
+                 drop_last: bool = False, device: torch.device | str | None = None,
+                 shard: tuple[int, int] | None = None) -> None:
         self.data = data
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.device = get_device() if device is None else torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
+        self.shard = shard
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -262,17 +267,20 @@ class Loader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.shard is not None:
+                idx = shard_indices(idx, *self.shard)
             x = self.data.images[idx].to(self.device, non_blocking=True).float().div_(255)
             yield x, self.data.labels[idx].to(self.device, non_blocking=True)
 
 
 def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
-           drop_last: bool = False, device: torch.device | str | None = None) -> Loader:
+           drop_last: bool = False, device: torch.device | str | None = None,
+           shard: tuple[int, int] | None = None) -> Loader:
     """A :class:`Loader` over ``data`` (see there).
 
     Taught in :ref:`ch-preliminaries`.
     """
-    return Loader(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, device=device)
+    return Loader(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, device=device, shard=shard)
 
 
 # ---------------------------------------------------------------------------------------- MNIST

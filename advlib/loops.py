@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import ImageData, Loader
+from .distributed import shard_indices
 from .utils import check_images, check_int, check_labels, check_positive, show_progress
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -95,16 +96,20 @@ class TensorBatches:
     """Shuffled batches ``(x, y)`` of a pair of tensors (``y`` may be None), reshuffled each pass by
     a ``torch.Generator`` seeded once with ``seed``. With ``drop_last`` a pass has ``N // batch_size``
     full batches (one batch of all ``N`` when ``N < batch_size``); without, ``ceil(N / batch_size)``.
+    With ``shard=(rank, world_size)`` each batch is rank ``rank``'s share of the global batch
+    (:func:`advlib.distributed.shard_indices`).
 
     Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int,
-                 device: torch.device | str, drop_last: bool = False) -> None:
+                 device: torch.device | str, drop_last: bool = False,
+                 shard: tuple[int, int] | None = None) -> None:
         self.x, self.y, self.device = x, y, device
         self.batch_size = min(check_int(batch_size, "batch_size", minimum=1), x.shape[0])
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.shard = shard
 
     def __len__(self) -> int:
         n = self.x.shape[0]
@@ -114,6 +119,8 @@ class TensorBatches:
         order = torch.randperm(self.x.shape[0], generator=self.generator)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            if self.shard is not None:
+                idx = shard_indices(idx, *self.shard)
             yield self.x[idx].to(self.device), (None if self.y is None else self.y[idx].to(self.device))
 
 
@@ -123,7 +130,8 @@ def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
 
 
 def batches(data, batch_size: int, *, seed: int, device: torch.device | str, drop_last: bool = False,
-            name: str = "data", labels: bool = False) -> tuple[Iterator[Batch], int | None]:
+            name: str = "data", labels: bool = False,
+            shard: tuple[int, int] | None = None) -> tuple[Iterator[Batch], int | None]:
     """An endless stream of shuffled ``(x, y)`` batches of ``data`` on ``device``, and the number of
     batches in one pass (an epoch; ``None`` for a sampler).
 
@@ -135,7 +143,9 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
     - a sampler ``n -> x`` (``y`` is None), unless ``labels``.
 
     ``drop_last`` drops a last partial batch (when there is at least one full one); the generative
-    loops drop it, :func:`advlib.train.fit` keeps it. Never empty.
+    loops drop it, :func:`advlib.train.fit` keeps it. Never empty. With ``shard=(rank, world_size)``
+    (data-parallel training, :func:`advlib.distributed.shard`), ``batch_size`` is the global batch and
+    each batch is this rank's share of it; the number of batches per epoch is the global one.
 
     Taught in :ref:`ch-preliminaries`.
     """
@@ -144,7 +154,7 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
         if len(data) == 0:
             raise ValueError(f"{name} is empty ({data!r}); it needs at least one image")
         loader = Loader(data, batch_size, shuffle=True, seed=seed, device=device,
-                        drop_last=drop_last and len(data) >= batch_size)
+                        drop_last=drop_last and len(data) >= batch_size, shard=shard)
         return _forever(loader), len(loader)
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         x, y = data
@@ -158,6 +168,9 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
         check_images(data, name, bounds=None, finite=False)
         x, y = data, None
     elif callable(data) and not labels:
+        if shard is not None:
+            raise ValueError(f"{name}: a sampler n -> x cannot be sharded over processes; give a tensor or an ImageData")
+
         def sample() -> Iterator[Batch]:
             while True:
                 yield data(batch_size).to(device), None
@@ -166,7 +179,7 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
         allowed = ("an advlib.data.ImageData or an (x, y) pair of tensors" if labels else
                    "an advlib.data.ImageData, an (x, y) pair of tensors, a tensor x or a sampler n -> x")
         raise ValueError(f"{name} must be {allowed}, got {type(data).__name__}")
-    stream = TensorBatches(x, y, batch_size, seed, device, drop_last)
+    stream = TensorBatches(x, y, batch_size, seed, device, drop_last, shard)
     return _forever(stream), len(stream)
 
 

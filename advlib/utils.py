@@ -19,7 +19,9 @@ _DEVICE: torch.device | None = None
 
 
 def get_device() -> torch.device:
-    """The device every chapter uses: ``cuda`` when available, else ``cpu``.
+    """The device every chapter uses: ``cuda`` when available, else ``cpu``. Under ``torchrun`` with
+    several processes, each process of a node takes its own GPU, ``cuda:LOCAL_RANK``
+    (:mod:`advlib.distributed`).
 
     Set ``ADVLIB_DEVICE`` (e.g. ``cpu``) to override the choice.
 
@@ -30,6 +32,8 @@ def get_device() -> torch.device:
         wanted = os.environ.get("ADVLIB_DEVICE")
         if wanted:
             _DEVICE = torch.device(wanted)
+        elif torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+            _DEVICE = torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
         else:
             _DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return _DEVICE
