@@ -25,7 +25,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import attacks, loops
+from . import attacks, distributed, loops
 from .evaluate import Attack, accuracy, robust_accuracy
 from .loops import check_schedule
 from .utils import bf16_autocast, check_int, check_positive, model_device, resolve_amp
@@ -131,6 +131,14 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
 
     Raises ``FloatingPointError`` when the loss is not finite (the NaN guard), naming the step.
 
+    Under ``torchrun`` with several processes (:mod:`advlib.distributed`) the same call trains
+    data-parallel with ``DistributedDataParallel``: ``batch_size`` (and ``unlabelled_batch_size``) is
+    the global batch, split evenly over the ranks, and ``lr`` is the learning rate for it; each rank
+    attacks its own share, with random starts and dropout of its own (seeded by ``seed`` and its
+    rank); the training columns of the history are means over the global batch; evaluation, the
+    progress bar and ``callback`` run on rank 0 only; every rank returns rank 0's history and ends
+    with rank 0's model.
+
     Taught in :ref:`ch-preliminaries`.
     """
     check_positive(epochs, "epochs", allow_zero=False)
@@ -145,17 +153,29 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
         raise ValueError(f"clean_weight must be in [0, 1], got {clean_weight}")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    parallel = distributed.init()  # under torchrun with several processes; False in one process
+    if parallel:
+        distributed.per_rank(batch_size, "batch_size")
+        distributed.per_rank(unlabelled_batch_size or batch_size, "unlabelled_batch_size")
+    main = distributed.is_main()
     device = model_device(model)
     amp = resolve_amp(amp, device)
-    stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, labels=True)
+    shard = distributed.shard()
+    stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, labels=True, shard=shard)
     total = loops.total_steps(None, epochs, per_epoch)
     n_evals = max(1, math.ceil(epochs)) if evals is None else check_int(evals, "evals", minimum=1)
     eval_at = {min(total, round(total * (k + 1) / n_evals)) for k in range(n_evals)}
     unl = None
     if unlabelled is not None:
         unl, _ = loops.batches(unlabelled, unlabelled_batch_size or batch_size, seed=seed + 1, device=device,
-                               name="unlabelled")
+                               name="unlabelled", shard=shard)
 
+    # one process: net is model. Data-parallel: net is the DistributedDataParallel wrapper, through
+    # which each step makes exactly one forward (the loss on x_in); the attack, the clean term and the
+    # regulariser run on the wrapped module itself, so their gradients join the same backward and no
+    # second forward goes through the wrapper before it (which breaks with batch norm).
+    net = distributed.wrap(model)
+    model = net.module if parallel else model
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -164,45 +184,58 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     (sched,) = loops.lr_schedulers([opt], schedule, total, warmup)
 
     history = loops.History(per_epoch)
-    bar = loops.progress_bar(total, "train", progress)
+    bar = loops.progress_bar(total, "train", progress if main else False)
     model.train()
     try:
-        for t in range(1, total + 1):
-            x, y = next(stream)
-            prog = (t - 1) / total
-            with bf16_autocast(device, amp):
-                x_in = adversary(model, x, y, prog) if adversary is not None else x
-                model.train()
-                logits = model(x_in)
-                loss = F.cross_entropy(logits.float(), y)
-                if adversary is not None and clean_weight > 0:
-                    loss = clean_weight * F.cross_entropy(model(x).float(), y) + (1 - clean_weight) * loss
-                if regularizer is not None:
-                    xu = next(unl)[0] if unl is not None else x
-                    loss = loss + regularizer(model, xu, prog)
-            loops.check_finite(loss, "training", t, total)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
-            sched.step()
-            history.add(weight=y.shape[0], train_loss=loss.item(),
-                        train_acc=(logits.argmax(1) == y).float().mean().item())
-            bar.update(1)
-            if t in eval_at:
-                row = history.row(t, lr=opt.param_groups[0]["lr"], bf16=amp)
-                if val is not None:
-                    row["val_acc"] = accuracy(model, val[0], val[1])
-                    if val_attack is not None:
-                        row["val_robust_acc"] = robust_accuracy(model, val[0], val[1], val_attack)
-                bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_acc", "val_robust_acc")})
-                if callback is not None:
-                    callback(model, row)
-                model.train()
+        with distributed.rank_random_state(seed, device):  # each rank its own random starts and dropout
+            for t in range(1, total + 1):
+                x, y = next(stream)
+                prog = (t - 1) / total
+                with bf16_autocast(device, amp):
+                    x_in = adversary(model, x, y, prog) if adversary is not None else x
+                    model.train()
+                    logits = net(x_in)
+                    loss = F.cross_entropy(logits.float(), y)
+                    if adversary is not None and clean_weight > 0:
+                        loss = clean_weight * F.cross_entropy(model(x).float(), y) + (1 - clean_weight) * loss
+                    if regularizer is not None:
+                        xu = next(unl)[0] if unl is not None else x
+                        loss = loss + regularizer(model, xu, prog)
+                if parallel:  # the global batch's loss and accuracy, the same on every rank
+                    n, means = distributed.mean_over_ranks(y.shape[0], loss=loss.detach(),
+                                                           acc=(logits.argmax(1) == y).float().mean())
+                    loops.check_finite(torch.tensor(means["loss"]), "training", t, total)
+                else:
+                    loops.check_finite(loss, "training", t, total)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # data-parallel: the gradients are averaged over the ranks here
+                if grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, grad_clip)
+                opt.step()
+                sched.step()
+                if parallel:
+                    history.add(weight=n, train_loss=means["loss"], train_acc=means["acc"])
+                else:
+                    history.add(weight=y.shape[0], train_loss=loss.item(),
+                                train_acc=(logits.argmax(1) == y).float().mean().item())
+                bar.update(1)
+                if t in eval_at:
+                    row = history.row(t, lr=opt.param_groups[0]["lr"], bf16=amp)
+                    if main:  # evaluation, progress and callback on rank 0; the others wait for its row
+                        if val is not None:
+                            row["val_acc"] = accuracy(model, val[0], val[1])
+                            if val_attack is not None:
+                                row["val_robust_acc"] = robust_accuracy(model, val[0], val[1], val_attack)
+                        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_acc", "val_robust_acc")})
+                        if callback is not None:
+                            callback(model, row)
+                    if parallel:
+                        history.rows[-1] = distributed.broadcast_object(row)
+                    model.train()
     finally:
         bar.close()
         model.eval()
+    distributed.sync_buffers(model)  # every rank ends with rank 0's batch-norm statistics
     return history.frame()
 
 
