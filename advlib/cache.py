@@ -29,6 +29,7 @@ import numpy as np
 from torch import nn
 
 from . import budget as _budget
+from . import distributed
 
 ENV_VAR = "ADVLIB_CACHE"
 
@@ -206,6 +207,11 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     writable before training (``PermissionError`` naming ``$ADVLIB_CACHE`` if not); if saving still
     fails, the model is written to the temporary folder instead and returned, with a warning saying where.
 
+    Under ``torchrun`` (:mod:`advlib.distributed`) every rank trains (``train`` is collective, e.g.
+    :func:`advlib.train.fit`), rank 0 alone checks the folder, prints and writes the file, and the
+    other ranks wait for it and then load it, so that every rank returns the cached model. On several
+    machines the cache folder must be one they share.
+
     Taught in :ref:`ch-preliminaries`.
     """
     from .utils import get_device
@@ -213,36 +219,55 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     device = get_device() if device is None else device
     budget = _budget.current() if budget is None else budget
     path = path_for(name, config, budget)
+    parallel = distributed.init()  # under torchrun: every rank trains, rank 0 alone writes
+    main = distributed.is_main()
     model = build().to(device)
-    if path.exists() and not retrain:
-        meta = load(model, path)
-        if verbose:
+    if distributed.broadcast_object(path.exists() and not retrain):  # rank 0's answer
+        meta = _load_on_every_rank(model, path)
+        if verbose and main:
             print(f"loaded {name} ({budget}), cache key {path.stem}")
     else:
-        _check_writable(path.parent)
-        if verbose:
+        if main:
+            _check_writable(path.parent)
+        if verbose and main:
             print(f"training {name} ({budget}); it will be cached as {path.stem} "
                   f"(in ${ENV_VAR} or the default cache folder)")
         result = train(model)
         meta = {"name": name, "budget": budget, "config": _jsonable(config), "history": _jsonable(result)}
-        _save_somewhere(model, path, meta)
+        saved = _save_somewhere(model, path, meta) if main else None
+        if parallel:  # the others wait for rank 0's file, then load it: every rank has what is cached
+            saved, meta = distributed.broadcast_object((saved, meta))
+            if not main and saved is not None:
+                _load_on_every_rank(model, saved)
     model.meta = meta
     return model.eval()
 
 
-def _save_somewhere(model: nn.Module, path: Path, meta: dict) -> None:
-    """:func:`save` to ``path``; if that fails, to the temporary folder, warning where (or that the
-    trained model, returned to the caller, could not be saved at all)."""
+def _load_on_every_rank(model: nn.Module, path: Path) -> dict:
+    """:func:`load`, with an error that says why a rank other than 0 may not see rank 0's file."""
     try:
-        save(model, path, meta)
-        return
+        return load(model, path)
+    except FileNotFoundError:
+        if distributed.world_size() == 1:
+            raise
+        raise FileNotFoundError(f"rank {distributed.rank()} cannot see the checkpoint {path} that rank 0 has; "
+                                f"on several machines, point {ENV_VAR} at a folder they all share") from None
+
+
+def _save_somewhere(model: nn.Module, path: Path, meta: dict) -> Path | None:
+    """:func:`save` to ``path``; if that fails, to the temporary folder, warning where (or that the
+    trained model, returned to the caller, could not be saved at all). Returns where it was saved."""
+    try:
+        return save(model, path, meta)
     except OSError as e:
         error = f"{type(e).__name__}: {e}"
     fallback = Path(tempfile.gettempdir()) / "advlib-unsaved" / path.name
+    saved = None
     try:
-        save(model, fallback, meta)
+        saved = save(model, fallback, meta)
         where = f"it was saved at {fallback} instead; move it to {path} to use it from the cache"
     except OSError as e:
         where = f"nor at {fallback} ({type(e).__name__}: {e}); the returned model is the only copy"
     warnings.warn(f"the trained model could not be saved at {path} ({error}); {where}. Check {ENV_VAR}.",
                   RuntimeWarning, stacklevel=3)
+    return saved

@@ -15,6 +15,12 @@ solve Madry et al.'s saddle-point problem
 .. math:: \\min_\\theta \\mathbb{E}_{(x, y)} \\Big[\\max_{\\|\\delta\\|_\\infty \\le \\epsilon} L(h_\\theta(x + \\delta), y)\\Big]
 
 with the inner maximum approximated by a few PGD steps (:func:`advlib.train.pgd_adversary`).
+
+From the command line, ``python -m advlib.zoo train NAME [--budget B]`` trains a recipe and caches it;
+under ``torchrun --nproc_per_node=N -m advlib.zoo train NAME`` the recipes that train with
+:func:`advlib.train.fit` (``standard_mnist``, ``robust_mnist``, ``standard_cifar``, ``robust_cifar``) train
+data-parallel on N processes (:mod:`advlib.distributed`), with the same settings and cache key. The
+chapter-03 recipes train in one process only.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import torch
 from torch import nn
 
 from .. import budget as _budget
-from .. import arae, cache, data, models, text
+from .. import arae, cache, data, distributed, models, text
 from ..evaluate import attack as _attack
 from ..train import fit, pgd_adversary
 from ..utils import get_device, seed_everything
@@ -238,6 +244,13 @@ def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, ve
 
 
 # ---------------------------------------------------------------------------- chapter 03 recipes
+def _one_process_only(name: str, loop: str) -> None:
+    """Raise ``RuntimeError`` when data-parallel: the loop of recipe ``name`` trains in one process."""
+    if distributed.world_size() > 1:
+        raise RuntimeError(f"{name} trains in one process only ({loop} is not data-parallel); train it "
+                           f"without torchrun (python -m advlib.zoo train {name}), then every process loads it")
+
+
 CORPUS_SETTINGS = ("max_len", "vocab_size", "min_count", "n_test", "seed")
 
 ARAE_VARIANTS: dict[str, dict[str, float]] = {
@@ -284,6 +297,7 @@ def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bo
                          code=cfg["code"], noise=cfg["noise"], mlp=cfg["mlp"])
 
     def train(model: arae.ARAE):
+        _one_process_only("arae_sentiment", "advlib.arae.train_arae")
         settings = arae.ARAESettings(lambda_critic=cfg["lambda_critic"], lambda_class=cfg["lambda_class"],
                                      critic_steps=cfg["critic_steps"])
         return arae.train_arae(model, corpus, steps=cfg["steps"], batch_size=cfg["batch_size"], settings=settings,
@@ -312,6 +326,7 @@ def sentiment_language_model(budget: str | None = None, retrain: bool = False, r
         return arae.LanguageModel(len(corpus.vocab), embed=cfg["embed"], hidden=cfg["hidden"])
 
     def train(model: arae.LanguageModel):
+        _one_process_only("sentiment_language_model", "advlib.arae.train_language_model")
         start = time.perf_counter()
         arae.train_language_model(model, [s for s, _ in corpus.train], corpus.vocab, steps=cfg["steps"],
                                   batch_size=cfg["batch_size"], lr=cfg["lr"], seed=cfg["seed"])
