@@ -1,0 +1,55 @@
+"""The zoo's command line: train a recipe and cache it (or find it in the cache), in one process or
+data-parallel under ``torchrun``::
+
+    python -m advlib.zoo train robust_mnist --budget smoke
+    torchrun --nproc_per_node=4 -m advlib.zoo train robust_cifar --budget paper
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import budget as _budget
+from .. import cache, distributed, zoo
+
+
+def parser() -> argparse.ArgumentParser:
+    """The arguments of ``python -m advlib.zoo``."""
+    p = argparse.ArgumentParser(prog="python -m advlib.zoo", description="Train and cache the book's model recipes.")
+    commands = p.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a recipe (or load it from the cache) and print where it is cached")
+    train.add_argument("name", choices=sorted(zoo.RECIPES), help="the recipe")
+    train.add_argument("--budget", choices=_budget.BUDGETS, default=None,
+                       help="smoke, book or paper (default: $ADVLIB_BUDGET, else book)")
+    train.add_argument("--variant", choices=sorted(zoo.ARAE_VARIANTS), default=None,
+                       help="arae_sentiment only: which weights of the two adversaries (default arae)")
+    train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = parser().parse_args(argv)
+    if args.variant is not None and args.name != "arae_sentiment":
+        parser().error(f"--variant is an option of arae_sentiment only, not of {args.name}")
+    budget = _budget.current() if args.budget is None else args.budget
+    options = {"variant": args.variant} if args.variant is not None else {}
+    distributed.init()
+    try:
+        model = getattr(zoo, args.name)(budget=budget, retrain=args.retrain, **options)
+        if distributed.is_main():
+            meta = model.meta
+            path = cache.path_for(meta["name"], meta["config"], meta["budget"])
+            print(f"{meta['name']} ({meta['budget']}) is cached at {path}")
+            history = meta.get("history") or {}
+            if isinstance(history, dict) and history:
+                last = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
+                print("last row of its history: " + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
+    finally:
+        distributed.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
