@@ -34,19 +34,25 @@ def test_every_module_and_public_name_has_a_docstring():
 CHAPTER_LINK = re.compile(r"Taught in :ref:`([a-z0-9-]+)`(?:(?:, | and ):ref:`([a-z0-9-]+)`)*\.$")
 
 
+LABEL = re.compile(r"^\(([a-z0-9-]+)\)=\s*$", flags=re.M)
+
+
 def chapter_labels() -> set[str]:
-    """The MyST labels ``(name)=`` that the chapters' markdown cells define."""
+    """The MyST labels ``(name)=`` that the chapters' markdown cells and the book's appendix pages
+    (``book/*.md``, e.g. ``app-scaling``) define."""
     labels = set()
     for _, path in api_reference.chapters(str(ROOT)):
         for cell in json.loads(Path(path).read_text())["cells"]:
             if cell["cell_type"] == "markdown":
-                labels |= set(re.findall(r"^\(([a-z0-9-]+)\)=\s*$", "".join(cell["source"]), flags=re.M))
+                labels |= set(LABEL.findall("".join(cell["source"])))
+    for page in sorted((ROOT / "book").glob("*.md")):
+        labels |= set(LABEL.findall(page.read_text(encoding="utf-8")))
     return labels
 
 
 def test_every_public_name_ends_with_a_link_to_its_chapter():
     labels = chapter_labels()
-    assert {"ch-preliminaries", "ch-gan", "ch-aae"} <= labels, labels
+    assert {"ch-preliminaries", "ch-gan", "ch-aae", "app-scaling"} <= labels, labels
     bad = []
     for module_name, module, names in documented():
         for name in names:
