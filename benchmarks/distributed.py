@@ -63,6 +63,17 @@ def worker(args) -> None:
 
 
 # ------------------------------------------------------------------------------------ launcher
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run(args, nproc: int, out: Path) -> dict:
     """Start one run of ``nproc`` processes with ``cores / nproc`` threads each; return its result."""
     threads = max(1, args.cores // nproc)
@@ -94,7 +105,7 @@ def main() -> int:
             print(f"round {r + 1}: 1 process {seconds[1][-1]:.2f} s, {args.nproc} processes "
                   f"{seconds[args.nproc][-1]:.2f} s, largest weight difference {diff:.2g}", flush=True)
     t1, tn = statistics.median(seconds[1]), statistics.median(seconds[args.nproc])
-    print(f"\n{platform.processor() or platform.machine()}, {args.cores} cores, torch {torch.__version__}; "
+    print(f"\n{cpu_name()}, {args.cores} cores, torch {torch.__version__}; "
           f"Madry MNIST CNN, PGD-{args.pgd_steps} without random start, float32, medians of {args.rounds} runs\n")
     print("| processes × threads | steps | global batch | seconds | steps / s | speed-up | largest weight difference |")
     print("|---|---|---|---|---|---|---|")
