@@ -171,7 +171,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
         steps: int = 10, norm: str | float = "inf", random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss_fn: LossFn | None = None,
         bounds: tuple[float, float] | None = (0.0, 1.0), generator: torch.Generator | None = None,
-        early_stop: bool = False, select: str = "best") -> torch.Tensor:
+        early_stop: bool = False, select: str = "best", channels_last: bool | str = "auto") -> torch.Tensor:
     r"""Projected Gradient Descent (Madry et al., 2018), L-inf or L2, with random starts and restarts.
 
     .. math:: \delta_0 \sim U(\mathcal{B}_\epsilon),\quad
@@ -189,12 +189,17 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     ``select="last"`` keeps each restart's last iterate instead (the textbook algorithm, and what
     torchattacks returns), the best of them over restarts.
 
+    Speed: with ``channels_last="auto"`` a float32 convolutional model on the CPU is run through
+    detached channels-last copies of its 4-D weights (``torch.func.functional_call``; the model itself,
+    its parameters, gradients and buffers are not touched), which oneDNN's convolutions run faster
+    (``benchmarks/attacks.py`` prints the ratio); ``True`` forces it on any device, ``False`` turns it off.
+
     Args: model (returns logits); x (N, ...) float in [0, 1]; y (N,) long (targets if targeted);
     eps >= 0; alpha > 0, step size (default ``2.5 * eps / steps``); steps >= 0; norm "inf" or 2;
     random_start; restarts >= 1; targeted; loss_fn(logits, y) -> (N,) to maximise; bounds;
     generator for the random starts (each restart draws a start for the whole batch, so the starts do
-    not depend on which examples remain); early_stop; select "best" or "last". Returns x_adv,
-    detached.
+    not depend on which examples remain); early_stop; select "best" or "last"; channels_last "auto",
+    True or False. Returns x_adv, detached.
 
     Example: ``x_adv = pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, restarts=5)``
 
@@ -207,7 +212,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
     if select not in ("best", "last"):
         raise ValueError(f"select must be 'best' or 'last', got {select!r}")
+    if channels_last not in ("auto", True, False):
+        raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
     loss_fn = loss_fn or _default_loss(targeted)
+    forward = _channels_last_forward(model, x, channels_last)
     x = _match_memory_format(x.detach(), model)
     n = x.shape[0]
     best_x = x.clone()
@@ -224,7 +232,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
             delta = torch.zeros_like(xa) if start is None else _clip(xa + start[idx], bounds) - xa
             for t in range(steps + 1):
                 last = t == steps
-                logits, losses, grad = _forward(model, xa + delta, ya, loss_fn, need_grad=not last,
+                logits, losses, grad = _forward(forward, xa + delta, ya, loss_fn, need_grad=not last,
                                                 check_labels_of=None if checked else y)
                 checked = True
                 hit = (logits.argmax(1) == ya) if targeted else (logits.argmax(1) != ya)
@@ -258,7 +266,26 @@ def _match_memory_format(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return x
 
 
-def _forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, need_grad: bool,
+def _channels_last_forward(model: nn.Module, x: torch.Tensor,
+                           channels_last: bool | str) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` itself, or a function computing ``model(x)`` with channels-last copies of its 4-D
+    weights (detached, so no gradient can reach the model's parameters). ``"auto"``: only for 4-D
+    float32 inputs on the CPU, when the model has 4-D weights not already in channels-last layout."""
+    if channels_last is False or x.dim() != 4:
+        return model
+    params = dict(model.named_parameters())
+    if not any(p.dim() == 4 for p in params.values()):
+        return model
+    if channels_last == "auto" and (x.device.type != "cpu" or x.dtype != torch.float32):
+        return model
+    # empty_like restrides even where .contiguous() would not (a weight with one input channel counts
+    # as both layouts, and convolutions then fall back to the default one)
+    swapped = {k: torch.empty_like(p, memory_format=torch.channels_last).copy_(p.detach()) if p.dim() == 4
+               else p.detach() for k, p in params.items()}
+    return lambda inputs: torch.func.functional_call(model, swapped, (inputs,))
+
+
+def _forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, need_grad: bool,
              check_labels_of: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Logits, per-example loss (float32) and, if ``need_grad``, the input gradient of the summed loss.
     ``check_labels_of``: labels to check against the logits' shape (once per attack: it syncs)."""
