@@ -270,7 +270,7 @@ def _channels_last_forward(model: nn.Module, x: torch.Tensor,
                            channels_last: bool | str) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
     """``model`` itself, or a function computing ``model(x)`` with channels-last copies of its 4-D
     weights (detached, so no gradient can reach the model's parameters). ``"auto"``: only for 4-D
-    float32 inputs on the CPU, when the model has 4-D weights not already in channels-last layout."""
+    float32 inputs on the CPU, when the model has 4-D weights."""
     if channels_last is False or x.dim() != 4:
         return model
     params = dict(model.named_parameters())
@@ -285,8 +285,8 @@ def _channels_last_forward(model: nn.Module, x: torch.Tensor,
     return lambda inputs: torch.func.functional_call(model, swapped, (inputs,))
 
 
-def _forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, need_grad: bool,
-             check_labels_of: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+             loss_fn: LossFn, need_grad: bool, check_labels_of: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Logits, per-example loss (float32) and, if ``need_grad``, the input gradient of the summed loss.
     ``check_labels_of``: labels to check against the logits' shape (once per attack: it syncs)."""
     x = x.detach().requires_grad_(need_grad)

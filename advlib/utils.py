@@ -18,6 +18,12 @@ from torch import nn
 _DEVICE: torch.device | None = None
 
 
+def _launched_as_one_of_several() -> bool:
+    from .distributed import launched  # imported here: advlib.distributed imports this module
+
+    return launched()
+
+
 def get_device() -> torch.device:
     """The device every chapter uses: ``cuda`` when available, else ``cpu``. Under ``torchrun`` with
     several processes, each process of a node takes its own GPU, ``cuda:LOCAL_RANK``
@@ -32,7 +38,7 @@ def get_device() -> torch.device:
         wanted = os.environ.get("ADVLIB_DEVICE")
         if wanted:
             _DEVICE = torch.device(wanted)
-        elif torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        elif torch.cuda.is_available() and _launched_as_one_of_several():
             _DEVICE = torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
         else:
             _DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
