@@ -9,11 +9,11 @@ The generative side: :mod:`~advlib.gan` (chapter 01) and
 :mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
 :mod:`advlib.models.autoencoders`. Sentences (chapter 03): :mod:`~advlib.text` -> :mod:`~advlib.arae`.
 """
-from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, gan, loops, models, plots, text,
-               train, utils, zoo)
+from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, fast, gan, loops, models, plots,
+               text, train, utils, zoo)
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "gan", "loops", "models",
+__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "fast", "gan", "loops", "models",
            "plots", "text", "train", "utils", "zoo",
            "get_device", "seed_everything", "__version__"]

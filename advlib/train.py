@@ -120,7 +120,9 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
         clean_weight: weight ``w`` of the clean loss when ``adversary`` is given.
         regularizer: ``R(model, x_u, progress) -> scalar`` added to the loss, on batches of
             ``unlabelled`` (a tensor, an ``(x, y)`` pair or an ImageData; labels unused) when given,
-            else on the labelled batch.
+            else on the labelled batch. A regulariser with the attribute ``uses_labels = True`` (e.g.
+            :func:`advlib.fast.gradalign_regularizer`) is called as ``R(model, x, progress, y)`` on the
+            labelled batch.
         val: ``(x, y)`` to evaluate clean accuracy on; ``val_attack`` adds robust accuracy.
         evals: number of evaluations (history rows); default one per epoch.
         amp: bfloat16 autocast (attacks inside run in it too): ``True``, ``False``, or ``"auto"``, i.e.
@@ -147,6 +149,9 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     if unlabelled_batch_size is not None:
         check_int(unlabelled_batch_size, "unlabelled_batch_size", minimum=1)
     check_schedule(schedule, warmup)
+    if unlabelled is not None and getattr(regularizer, "uses_labels", False):
+        raise ValueError("unlabelled= cannot be used with a regularizer that uses labels (uses_labels=True, e.g. "
+                         "gradalign_regularizer): it runs on the labelled batch; drop unlabelled")
     if unlabelled is not None and regularizer is None:
         raise ValueError("unlabelled= is used only by a regularizer (e.g. vat_regularizer); give one, or drop unlabelled")
     if not 0.0 <= clean_weight <= 1.0:
@@ -198,7 +203,9 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
                     loss = F.cross_entropy(logits.float(), y)
                     if adversary is not None and clean_weight > 0:
                         loss = clean_weight * F.cross_entropy(model(x).float(), y) + (1 - clean_weight) * loss
-                    if regularizer is not None:
+                    if regularizer is not None and getattr(regularizer, "uses_labels", False):
+                        loss = loss + regularizer(model, x, prog, y)
+                    elif regularizer is not None:
                         xu = next(unl)[0] if unl is not None else x
                         loss = loss + regularizer(model, xu, prog)
                 if parallel:  # the global batch's loss and accuracy, the same on every rank

@@ -92,3 +92,39 @@ def test_bad_recipe_settings_raise(tiny, monkeypatch):
     monkeypatch.setitem(zoo.RECIPES["robust_mnist"]["smoke"], "n_train", 10_000)
     with pytest.raises(ValueError, match="n_train"):
         zoo.robust_mnist(budget="smoke", verbose=False)
+
+
+@pytest.fixture
+def tiny_fast(tiny, monkeypatch):
+    monkeypatch.setitem(zoo.RECIPES["fast_mnist"], "smoke",
+                        dict(n_train=100, n_val=20, epochs=1, batch_size=50, lr=5e-3, warmup=0.4, eps=0.3, amp=False,
+                             evals=2, diag_steps=2, es_steps=1, n_snapshots=2, seed=0))
+
+
+@pytest.mark.parametrize("method", sorted(zoo.FAST_METHODS))
+def test_fast_recipe_records_its_diagnostics(tiny_fast, cache_in_tmp, method):
+    model = zoo.fast_mnist(method, budget="smoke", verbose=False)
+    hist = model.meta["history"]
+    assert model.meta["name"] == f"fast_mnist_{method}" and len(hist["step"]) == 2
+    for key in ("val_acc", "fgsm_acc", "pgd_acc", "cos_fgsm_pgd", "grad_alignment", "time_s"):
+        assert len(hist[key]) == 2, key
+    assert all(0 <= a <= 1 for a in hist["pgd_acc"]) and all(-1 <= c <= 1 for c in hist["cos_fgsm_pgd"])
+    signs = torch.tensor(hist["fgsm_sign"])  # evaluations x images x 1 x 28 x 28, each -1, 0 or 1
+    assert signs.shape == (2, 2, 1, 28, 28) and set(signs.unique().tolist()) <= {-1, 0, 1}
+    assert hist["time_s"][0] <= hist["time_s"][1]
+    assert ("es_pgd_acc" in hist) == (method == "fgsm_rs_es")
+    assert ("alpha" in hist) == (method == "apart")
+    if method == "fgsm_rs_es":
+        row = model.meta["early_stopping"]
+        assert row["es_pgd_acc"] == max(hist["es_pgd_acc"])
+        again = zoo.fast_mnist(method, budget="smoke", verbose=False)  # from the cache: unpacked the same way
+        assert again.meta["early_stopping"] == row and again.meta["history"] == hist
+
+
+def test_fast_recipe_overrides_are_new_cache_entries(tiny_fast, cache_in_tmp):
+    a = zoo.fast_mnist("fgsm_rs", budget="smoke", verbose=False)
+    b = zoo.fast_mnist("fgsm_rs", alpha=2.0, budget="smoke", verbose=False)
+    assert a.meta["config"]["alpha"] == 1.25 and b.meta["config"]["alpha"] == 2.0
+    assert len(list(cache_in_tmp.iterdir())) == 2
+    with pytest.raises(ValueError, match="method"):
+        zoo.fast_mnist("free", budget="smoke")

@@ -9,7 +9,8 @@ A recipe is an entry point, like a chapter's setup cell: it seeds the global ran
 its settings describe. Nothing else in ``advlib`` reseeds the global random state.
 
 Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_language_model``
-(chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07). The robust ones
+(chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
+(chapter 09, one per fast-training method). The robust ones
 solve Madry et al.'s saddle-point problem
 
 .. math:: \\min_\\theta \\mathbb{E}_{(x, y)} \\Big[\\max_{\\|\\delta\\|_\\infty \\le \\epsilon} L(h_\\theta(x + \\delta), y)\\Big]
@@ -20,7 +21,7 @@ From the command line, ``python -m advlib.zoo train NAME [--budget B]`` trains a
 under ``torchrun --nproc_per_node=N -m advlib.zoo train NAME`` the recipes that train with
 :func:`advlib.train.fit` (``standard_mnist``, ``robust_mnist``, ``standard_cifar``, ``robust_cifar``) train
 data-parallel on N processes (:mod:`advlib.distributed`), with the same settings and cache key. The
-chapter-03 recipes train in one process only.
+chapter-03 and chapter-09 recipes train in one process only.
 """
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ import torch
 from torch import nn
 
 from .. import budget as _budget
-from .. import arae, cache, data, distributed, models, text
-from ..evaluate import attack as _attack
-from ..train import fit, pgd_adversary
+from .. import arae, cache, data, distributed, fast, models, text
+from ..evaluate import accuracy, attack as _attack
+from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary
 from ..utils import get_device, seed_everything
 
 RECIPES: dict[str, dict[str, dict]] = {
@@ -85,6 +86,20 @@ RECIPES: dict[str, dict[str, dict]] = {
         "paper": dict(arch="preact_resnet18", n_train=49500, n_val=500, epochs=205, batch_size=128, lr=0.1,
                       optimizer="sgd", weight_decay=2e-4, schedule="cosine", warmup=0.0, eps=8 / 255,
                       alpha=2 / 255, steps=7, eps_ramp=0.0, amp=False, evals=41, val_steps=10, seed=0),
+    },
+    # Chapter 09: the Madry CNN trained on MNIST at eps = 0.3 with a single-step (or a cheap) adversary;
+    # ``method`` (an argument of the recipe, see FAST_METHODS) picks the adversary. Wong et al.'s MNIST
+    # settings: batch 100, Adam with a cyclic learning rate (up to lr over the first 40% of the steps,
+    # then down to 0; the "linear" schedule with warmup 0.4), evaluated twice an epoch on 500 held-out
+    # images (diagnostics of catastrophic overfitting: advlib.fast.fgsm_diagnostics). book: 6 epochs
+    # (Wong et al. ran 10). paper: their 10 epochs.
+    "fast_mnist": {
+        "smoke": dict(n_train=1000, n_val=100, epochs=1, batch_size=100, lr=5e-3, warmup=0.4, eps=0.3,
+                      amp=False, evals=2, diag_steps=2, es_steps=2, n_snapshots=3, seed=0),
+        "book": dict(n_train=59500, n_val=500, epochs=6, batch_size=100, lr=5e-3, warmup=0.4, eps=0.3,
+                     amp="auto", evals=12, diag_steps=10, es_steps=5, n_snapshots=3, seed=0),
+        "paper": dict(n_train=59500, n_val=500, epochs=10, batch_size=100, lr=5e-3, warmup=0.4, eps=0.3,
+                      amp=False, evals=20, diag_steps=40, es_steps=5, n_snapshots=3, seed=0),
     },
     # Chapter 03: adversarially regularised autoencoders on the sentiment corpus (sentences of at most
     # max_len tokens rated at least 0.5 from neutral), one LSTM decoder per sentiment. book: the
@@ -241,6 +256,106 @@ def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, ve
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
     return cache.load_or_train("robust_cifar", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
+
+
+# ---------------------------------------------------------------------------- chapter 09 recipes
+FAST_METHODS: dict[str, dict] = {
+    # method -> the adversary of fast_mnist, its step ``alpha`` as a multiple of eps, and extras
+    "fgsm": dict(adversary="fgsm", alpha=1.0),                  # FGSM from x itself (no random start)
+    "fgsm_rs": dict(adversary="fgsm_rs", alpha=1.25),           # Wong et al.: random start, step 1.25 eps
+    "fgsm_rs_es": dict(adversary="fgsm_rs", alpha=1.25, early_stopping=True),  # ... + their early stopping
+    "gradalign": dict(adversary="fgsm", alpha=1.0, gradalign=1.0),  # Andriushchenko & Flammarion
+    "apart": dict(adversary="apart", alpha=1.0, sigma=1.0, apart_lr=1e-3),  # learned step and start scale
+    "pgd3": dict(adversary="pgd", alpha=0.5, steps=3),          # multi-step peers, for the cost table
+    "pgd7": dict(adversary="pgd", alpha=2.5 / 7, steps=7),
+}
+
+
+def _fast_adversary(cfg: dict):
+    eps, kind = cfg["eps"], cfg["adversary"]
+    if kind == "fgsm":
+        return fgsm_adversary(cfg["alpha"] * eps)
+    if kind == "fgsm_rs":
+        return fgsm_rs_adversary(eps, alpha=cfg["alpha"] * eps)
+    if kind == "pgd":
+        return pgd_adversary(eps, alpha=cfg["alpha"] * eps, steps=cfg["steps"])
+    return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"])
+
+
+def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float | None = None,
+               epochs: float | None = None, n_train: int | None = None, seed: int | None = None,
+               budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+    r"""The Madry MNIST CNN trained at :math:`\epsilon = 0.3` (L-inf) with the adversary ``method``,
+    one of ``FAST_METHODS``: ``"fgsm"`` (no random start, step eps), ``"fgsm_rs"`` (Wong et al.'s FGSM
+    from a random start, step 1.25 eps), ``"fgsm_rs_es"`` (the same run with their early stopping:
+    the returned weights are those of the evaluation where PGD-``es_steps`` accuracy on a fixed
+    training batch of 500 images was highest), ``"gradalign"`` (FGSM plus the GradAlign penalty),
+    ``"apart"`` (:class:`advlib.fast.APARTAdversary`), and the multi-step peers ``"pgd3"`` and ``"pgd7"``.
+    ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train`` and ``seed`` override the recipe
+    (and enter the cache key), for sweeps.
+
+    ``model.meta["history"]`` has a row per evaluation: the training columns of
+    :func:`advlib.train.fit`, the held-out diagnostics of :func:`advlib.fast.fgsm_diagnostics`
+    (``val_acc``, ``fgsm_acc``, ``pgd_acc``, ``cos_fgsm_pgd``, the loss gains, ``grad_alignment``),
+    ``fgsm_sign`` (the sign of the input gradient of ``n_snapshots`` fixed held-out images, the FGSM
+    direction), ``time_s`` (training time, evaluations excluded), and per method ``es_pgd_acc`` or
+    APART's ``alpha`` and ``sigma``. ``model.meta["early_stopping"]`` is the row the early-stopped
+    weights come from.
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    if method not in FAST_METHODS:
+        raise ValueError(f"method must be one of {sorted(FAST_METHODS)}, got {method!r}")
+    cfg = recipe("fast_mnist", budget)
+    cfg.update(method=method, **FAST_METHODS[method])
+    for key, value in dict(alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed).items():
+        if value is not None:
+            cfg[key] = value
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg["seed"])
+        return models.mnist_cnn()
+
+    def train(model: nn.Module):
+        _one_process_only("fast_mnist", "its early-stopping callback")
+        seed_everything(cfg["seed"])
+        train_set, val_set = _split(data.mnist(train=True, root=root), cfg)
+        device = get_device()
+        xv, yv = val_set.tensors(device=device)
+        xs, ys = xv[:cfg["n_snapshots"]], yv[:cfg["n_snapshots"]]
+        adversary = _fast_adversary(cfg)
+        regularizer = fast.gradalign_regularizer(cfg["eps"], cfg["gradalign"]) if "gradalign" in cfg else None
+        stopper = None
+        if cfg.get("early_stopping"):
+            xt, yt = train_set.subset(min(500, len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
+            stopper = fast.RobustEarlyStopping(xt, yt, cfg["eps"], steps=cfg["es_steps"])
+        eval_time = [0.0]  # seconds spent in the callback so far, kept out of time_s
+
+        def callback(net: nn.Module, row: dict) -> None:
+            start, spent_before = time.perf_counter(), eval_time[0]
+            row["val_acc"] = float(accuracy(net, xv, yv))
+            row.update(fast.fgsm_diagnostics(net, xv, yv, cfg["eps"], pgd_steps=cfg["diag_steps"], seed=cfg["seed"]))
+            row["fgsm_sign"] = fast.input_gradient_sign(net, xs, ys).tolist()
+            if stopper is not None:
+                stopper(net, row)
+            if isinstance(adversary, fast.APARTAdversary):
+                row["alpha"], row["sigma"] = adversary.alpha.item(), adversary.sigma.item()
+            row["time_s"] = round(row["time_s"] - spent_before, 1)  # training time only
+            eval_time[0] += time.perf_counter() - start
+
+        history = fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                      warmup=cfg["warmup"], adversary=adversary, regularizer=regularizer, evals=cfg["evals"],
+                      amp=cfg["amp"], seed=cfg["seed"], callback=callback)
+        if stopper is not None:
+            return {"history": history, "early_stopping": stopper.restore(model)}
+        return history
+
+    model = cache.load_or_train(f"fast_mnist_{method}", build, train, cfg, cfg["budget"], retrain, verbose=verbose)
+    hist = model.meta.get("history", {})
+    if isinstance(hist, dict) and "early_stopping" in hist:  # unpack what the early-stopped run returned
+        model.meta["early_stopping"] = hist["early_stopping"]
+        model.meta["history"] = hist["history"]
+    return model
 
 
 # ---------------------------------------------------------------------------- chapter 03 recipes

@@ -23,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
                        help="smoke, book or paper (default: $ADVLIB_BUDGET, else book)")
     train.add_argument("--variant", choices=sorted(zoo.ARAE_VARIANTS), default=None,
                        help="arae_sentiment only: which weights of the two adversaries (default arae)")
+    train.add_argument("--method", choices=sorted(zoo.FAST_METHODS), default=None,
+                       help="fast_mnist only: which fast-training method (default fgsm_rs)")
     train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
     return p
 
@@ -32,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.variant is not None and args.name != "arae_sentiment":
         parser().error(f"--variant is an option of arae_sentiment only, not of {args.name}")
+    if args.method is not None and args.name != "fast_mnist":
+        parser().error(f"--method is an option of fast_mnist only, not of {args.name}")
     budget = _budget.current() if args.budget is None else args.budget
     options = {"variant": args.variant} if args.variant is not None else {}
+    if args.method is not None:
+        options["method"] = args.method
     distributed.init()
     try:
         model = getattr(zoo, args.name)(budget=budget, retrain=args.retrain, **options)
