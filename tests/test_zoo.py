@@ -128,3 +128,14 @@ def test_fast_recipe_overrides_are_new_cache_entries(tiny_fast, cache_in_tmp):
     assert len(list(cache_in_tmp.iterdir())) == 2
     with pytest.raises(ValueError, match="method"):
         zoo.fast_mnist("free", budget="smoke")
+
+
+def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fast, cache_in_tmp, capsys):
+    from advlib.zoo.__main__ import main
+
+    assert main(["train", "fast_mnist", "--method", "apart", "--budget", "smoke"]) == 0
+    assert "fast_mnist_apart (smoke) is cached at" in capsys.readouterr().out
+    assert [p.name.startswith("fast_mnist_apart-smoke-") for p in cache_in_tmp.iterdir()] == [True]
+    with pytest.raises(SystemExit):
+        main(["train", "robust_mnist", "--method", "apart", "--budget", "smoke"])
+    assert "--method is an option of fast_mnist only" in capsys.readouterr().err
