@@ -126,8 +126,12 @@ def test_fast_recipe_overrides_are_new_cache_entries(tiny_fast, cache_in_tmp):
     b = zoo.fast_mnist("fgsm_rs", alpha=2.0, budget="smoke", verbose=False)
     assert a.meta["config"]["alpha"] == 1.25 and b.meta["config"]["alpha"] == 2.0
     assert len(list(cache_in_tmp.iterdir())) == 2
+    c = zoo.fast_mnist("gradalign", gradalign=10.0, budget="smoke", verbose=False)
+    assert c.meta["config"]["gradalign"] == 10.0 and len(list(cache_in_tmp.iterdir())) == 3
     with pytest.raises(ValueError, match="method"):
         zoo.fast_mnist("free", budget="smoke")
+    with pytest.raises(ValueError, match="gradalign"):
+        zoo.fast_mnist("fgsm_rs", gradalign=1.0, budget="smoke")
 
 
 def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fast, cache_in_tmp, capsys):

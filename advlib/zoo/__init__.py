@@ -284,15 +284,17 @@ def _fast_adversary(cfg: dict):
 
 def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float | None = None,
                epochs: float | None = None, n_train: int | None = None, seed: int | None = None,
-               budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+               gradalign: float | None = None, budget: str | None = None, retrain: bool = False, root=None,
+               verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained at :math:`\epsilon = 0.3` (L-inf) with the adversary ``method``,
     one of ``FAST_METHODS``: ``"fgsm"`` (no random start, step eps), ``"fgsm_rs"`` (Wong et al.'s FGSM
     from a random start, step 1.25 eps), ``"fgsm_rs_es"`` (the same run with their early stopping:
     the returned weights are those of the evaluation where PGD-``es_steps`` accuracy on a fixed
     training batch of 500 images was highest), ``"gradalign"`` (FGSM plus the GradAlign penalty),
     ``"apart"`` (:class:`advlib.fast.APARTAdversary`), and the multi-step peers ``"pgd3"`` and ``"pgd7"``.
-    ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train`` and ``seed`` override the recipe
-    (and enter the cache key), for sweeps.
+    ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train``, ``seed`` and, for ``"gradalign"``,
+    the penalty's weight ``gradalign`` (default 1) override the recipe (and enter the cache key), for
+    sweeps.
 
     ``model.meta["history"]`` has a row per evaluation: the training columns of
     :func:`advlib.train.fit`, the held-out diagnostics of :func:`advlib.fast.fgsm_diagnostics`
@@ -308,7 +310,11 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
         raise ValueError(f"method must be one of {sorted(FAST_METHODS)}, got {method!r}")
     cfg = recipe("fast_mnist", budget)
     cfg.update(method=method, **FAST_METHODS[method])
-    for key, value in dict(alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed).items():
+    if gradalign is not None and method != "gradalign":
+        raise ValueError(f"gradalign= is the weight of the GradAlign penalty, for method='gradalign' only, "
+                         f"not {method!r}")
+    for key, value in dict(alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed,
+                           gradalign=gradalign).items():
         if value is not None:
             cfg[key] = value
 
