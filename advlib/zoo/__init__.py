@@ -342,11 +342,11 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
             row["val_acc"] = float(accuracy(net, xv, yv))
             row.update(fast.fgsm_diagnostics(net, xv, yv, cfg["eps"], pgd_steps=cfg["diag_steps"], seed=cfg["seed"]))
             row["fgsm_sign"] = fast.input_gradient_sign(net, xs, ys).tolist()
-            if stopper is not None:
-                stopper(net, row)
+            row["time_s"] = round(row["time_s"] - spent_before, 1)  # training time only
             if isinstance(adversary, fast.APARTAdversary):
                 row["alpha"], row["sigma"] = adversary.alpha.item(), adversary.sigma.item()
-            row["time_s"] = round(row["time_s"] - spent_before, 1)  # training time only
+            if stopper is not None:  # last, so that the row it keeps is complete
+                stopper(net, row)
             eval_time[0] += time.perf_counter() - start
 
         history = fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
