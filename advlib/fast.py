@@ -22,7 +22,7 @@ This module holds what chapter 09 adds on top of :func:`advlib.train.fit`:
   evaluation, keeping the weights where it was highest;
 - :func:`gradalign_regularizer`: Andriushchenko and Flammarion's (2020) cure, a penalty
   :math:`\lambda\,(1 - \cos(\nabla_x L(x), \nabla_x L(x + \eta)))` that keeps the loss locally linear;
-- :func:`apart_adversary`: an APART-style adversary (Li, Liu, Dong and Shang, 2020) whose step size and
+- :class:`APARTAdversary`: an APART-style adversary (Li, Liu, Dong and Shang, 2020) whose step size and
   random-start scale are learned by gradient ascent on the training loss.
 
 Taught in :ref:`ch-fast-training`.
@@ -130,7 +130,7 @@ class RobustEarlyStopping:
     r"""Wong et al.'s early stopping for fast adversarial training, as a ``callback`` of
     :func:`advlib.train.fit`: after each evaluation, accuracy under PGD-``steps`` (random start,
     step ``2.5 eps / steps``) on a fixed batch of *training* images ``(x, y)``; the weights where it
-    was highest are kept, and :meth:`restore` loads them into the model after training.
+    was highest are kept, and ``restore`` loads them into the model after training.
 
     Wong et al. stop training once that accuracy falls (they used PGD-5 on one training batch); here
     training runs on, so that a chapter can show the whole collapse, and ``best_row`` says where the
