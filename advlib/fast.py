@@ -47,12 +47,13 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a, b, dim=1, eps=1e-12)
 
 
-def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """``grad_x sum_i CE(model(x_i), y_i)``; with ``create_graph`` it can be differentiated again."""
-    x = x.detach().requires_grad_(True) if not x.requires_grad else x
-    loss = F.cross_entropy(model(x).float(), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x, create_graph=create_graph)
-    return grad
+def _ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``grad_x sum_i CE(model(x_i), y_i)``, detached (:func:`advlib.attacks.input_gradient`)."""
+    return attacks.input_gradient(model, x, y, _ce)[0]
 
 
 def gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
@@ -191,10 +192,10 @@ def gradalign_regularizer(eps: float, weight: float) -> Callable[[nn.Module, tor
     weight = check_positive(weight, "weight")
 
     def regularizer(model: nn.Module, x: torch.Tensor, progress: float, y: torch.Tensor) -> torch.Tensor:
-        g1 = _input_gradient(model, x, y).detach()
-        eta = attacks.random_delta(x, eps, "inf")
-        x_eta = (x + eta).detach().requires_grad_(True)
-        g2 = _input_gradient(model, x_eta, y, create_graph=True)
+        g1 = _input_gradient(model, x, y)
+        x_eta = (x + attacks.random_delta(x, eps, "inf")).detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_eta).float(), y, reduction="sum")
+        (g2,) = torch.autograd.grad(loss, x_eta, create_graph=True)  # differentiated again below
         return weight * (1.0 - _cosine(g1, g2).mean())
 
     regularizer.uses_labels = True
