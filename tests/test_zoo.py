@@ -28,6 +28,10 @@ def tiny(monkeypatch):
     adv = dict(eps_ramp=0.5, val_steps=1, steps=1)
     monkeypatch.setitem(zoo.RECIPES["robust_mnist"], "smoke",
                         dict(n_train=100, n_val=20, epochs=1, eps=0.3, alpha=0.15, **adv, **common))
+    monkeypatch.setitem(zoo.RECIPES["robust_mnist_l2"], "smoke",
+                        dict(n_train=100, n_val=20, epochs=1, norm="2", eps=2.0, alpha=1.0, **adv, **common))
+    monkeypatch.setitem(zoo.RECIPES["subset_mnist"], "smoke",
+                        dict(steps=6, batch_size=50, lr=1e-3, warmup=0.1, pgd_steps=1, amp=False, seed=0))
     monkeypatch.setitem(zoo.RECIPES["standard_cifar"], "smoke",
                         dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, **common))
     monkeypatch.setitem(zoo.RECIPES["robust_cifar"], "smoke",
@@ -51,7 +55,7 @@ def test_bad_names_raise():
         zoo.recipe("robust_mnist", "huge")
 
 
-@pytest.mark.parametrize("name", ["robust_mnist", "standard_cifar", "robust_cifar"])
+@pytest.mark.parametrize("name", ["robust_mnist", "robust_mnist_l2", "standard_cifar", "robust_cifar"])
 def test_recipe_trains_once_then_loads_from_the_cache(tiny, cache_in_tmp, name):
     recipe_fn = getattr(zoo, name)
     model = recipe_fn(budget="smoke", verbose=False)
@@ -83,6 +87,46 @@ def test_robust_recipe_changes_with_its_settings(tiny, cache_in_tmp, monkeypatch
     monkeypatch.setitem(zoo.RECIPES["robust_mnist"]["smoke"], "steps", 2)
     zoo.robust_mnist(budget="smoke", verbose=False)
     assert len(list(cache_in_tmp.iterdir())) == 2  # a new setting is a new cache entry
+
+
+def test_l2_recipe_trains_and_validates_against_the_l2_adversary(tiny, monkeypatch):
+    seen = []
+    original = zoo.pgd_adversary
+
+    def spy(eps, **kwargs):
+        seen.append(("adversary", eps, kwargs["norm"]))
+        return original(eps, **kwargs)
+
+    original_attack = zoo._attack
+
+    def spy_attack(name, **kwargs):
+        seen.append(("val", kwargs["eps"], kwargs["norm"]))
+        return original_attack(name, **kwargs)
+
+    monkeypatch.setattr(zoo, "pgd_adversary", spy)
+    monkeypatch.setattr(zoo, "_attack", spy_attack)
+    zoo.robust_mnist_l2(budget="smoke", verbose=False)
+    zoo.robust_mnist(budget="smoke", verbose=False)
+    assert seen == [("adversary", 2.0, "2"), ("val", 2.0, "2"), ("adversary", 0.3, "inf"), ("val", 0.3, "inf")]
+    assert zoo.recipe("robust_mnist_l2", "book")["norm"] == "2" and "norm" not in zoo.recipe("robust_mnist", "book")
+
+
+def test_subset_recipe_trains_for_its_steps_on_its_images(tiny, cache_in_tmp):
+    std = zoo.subset_mnist(100, budget="smoke", verbose=False)
+    rob = zoo.subset_mnist(100, eps=1.0, budget="smoke", verbose=False)
+    few = zoo.subset_mnist(30, budget="smoke", verbose=False)  # fewer images than a batch
+    for m in (std, rob, few):
+        assert m.meta["history"]["step"] == [6] and not m.training
+    assert (std.meta["config"]["n_train"], std.meta["config"]["eps"]) == (100, 0.0)
+    assert rob.meta["config"]["eps"] == 1.0 and few.meta["config"]["n_train"] == 30
+    assert len(list(cache_in_tmp.iterdir())) == 3
+    assert any(not torch.equal(a, b) for a, b in zip(std.state_dict().values(), rob.state_dict().values()))
+    with pytest.raises(ValueError, match="n_train must be at most"):
+        zoo.subset_mnist(301, budget="smoke", verbose=False)
+    with pytest.raises(ValueError, match="eps"):
+        zoo.subset_mnist(100, eps=-1.0, budget="smoke", verbose=False)
+    with pytest.raises(ValueError, match="n_train"):
+        zoo.subset_mnist(0, budget="smoke", verbose=False)
 
 
 def test_bad_recipe_settings_raise(tiny, monkeypatch):
@@ -143,3 +187,16 @@ def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fas
     with pytest.raises(SystemExit):
         main(["train", "robust_mnist", "--method", "apart", "--budget", "smoke"])
     assert "--method is an option of fast_mnist only" in capsys.readouterr().err
+
+
+def test_command_line_trains_a_subset_model_and_needs_its_size(tiny, cache_in_tmp, capsys):
+    from advlib.zoo.__main__ import main
+
+    assert main(["train", "subset_mnist", "--n-train", "100", "--eps", "1.0", "--budget", "smoke"]) == 0
+    assert "subset_mnist_100_eps1 (smoke) is cached at" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "subset_mnist", "--budget", "smoke"])
+    assert "subset_mnist needs --n-train" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "robust_mnist", "--n-train", "100", "--budget", "smoke"])
+    assert "options of subset_mnist only" in capsys.readouterr().err

@@ -10,7 +10,7 @@ its settings describe. Nothing else in ``advlib`` reseeds the global random stat
 
 Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_language_model``
 (chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
-(chapter 09, one per fast-training method). The robust ones
+(chapter 09, one per fast-training method), ``robust_mnist_l2`` and ``subset_mnist`` (chapter 08). The robust ones
 solve Madry et al.'s saddle-point problem
 
 .. math:: \\min_\\theta \\mathbb{E}_{(x, y)} \\Big[\\max_{\\|\\delta\\|_\\infty \\le \\epsilon} L(h_\\theta(x + \\delta), y)\\Big]
@@ -19,7 +19,8 @@ with the inner maximum approximated by a few PGD steps (:func:`advlib.train.pgd_
 
 From the command line, ``python -m advlib.zoo train NAME [--budget B]`` trains a recipe and caches it;
 under ``torchrun --nproc_per_node=N -m advlib.zoo train NAME`` the recipes that train with
-:func:`advlib.train.fit` (``standard_mnist``, ``robust_mnist``, ``standard_cifar``, ``robust_cifar``) train
+:func:`advlib.train.fit` (``standard_mnist``, ``robust_mnist``, ``robust_mnist_l2``, ``subset_mnist``,
+``standard_cifar``, ``robust_cifar``) train
 data-parallel on N processes (:mod:`advlib.distributed`), with the same settings and cache key. The
 chapter-03 and chapter-09 recipes train in one process only.
 """
@@ -35,7 +36,7 @@ from .. import budget as _budget
 from .. import arae, cache, data, distributed, fast, models, text
 from ..evaluate import accuracy, attack as _attack
 from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary
-from ..utils import get_device, seed_everything
+from ..utils import check_int, check_positive, get_device, seed_everything
 
 RECIPES: dict[str, dict[str, dict]] = {
     # Chapter 00: the Madry CNN trained normally on MNIST.
@@ -86,6 +87,29 @@ RECIPES: dict[str, dict[str, dict]] = {
         "paper": dict(arch="preact_resnet18", n_train=49500, n_val=500, epochs=205, batch_size=128, lr=0.1,
                       optimizer="sgd", weight_decay=2e-4, schedule="cosine", warmup=0.0, eps=8 / 255,
                       alpha=2 / 255, steps=7, eps_ramp=0.0, amp=False, evals=41, val_steps=10, seed=0),
+    },
+    # Chapter 08: the Madry CNN with PGD adversarial training against an L2 adversary, eps = 2.0 (the
+    # MNIST scale of Tsipras et al.'s L2 models): 3 normalised-gradient steps of eps/2 from a random
+    # start in the L2 ball, eps ramped over the first 20%, Adam with warm-up and linear decay. book: 3
+    # epochs (1,785 steps). paper: chapter 07's paper settings with PGD-40 in the L2 ball.
+    "robust_mnist_l2": {
+        "smoke": dict(n_train=600, n_val=100, epochs=1, batch_size=100, lr=1e-3, optimizer="adam",
+                      weight_decay=0.0, schedule="linear", warmup=0.1, norm="2", eps=2.0, alpha=1.0, steps=2,
+                      eps_ramp=0.2, amp=False, evals=1, val_steps=3, seed=0),
+        "book": dict(n_train=59500, n_val=500, epochs=3, batch_size=100, lr=1e-3, optimizer="adam",
+                     weight_decay=0.0, schedule="linear", warmup=0.1, norm="2", eps=2.0, alpha=1.0, steps=3,
+                     eps_ramp=0.2, amp="auto", evals=3, val_steps=10, seed=0),
+        "paper": dict(n_train=59500, n_val=500, epochs=84, batch_size=50, lr=1e-4, optimizer="adam",
+                      weight_decay=0.0, schedule="constant", warmup=0.0, norm="2", eps=2.0, alpha=0.125, steps=40,
+                      eps_ramp=0.0, amp=False, evals=84, val_steps=40, seed=0),
+    },
+    # Chapter 08: Tsipras et al.'s Figure 1 on MNIST: the Madry CNN trained on n_train images (an
+    # argument of the recipe) for a fixed number of steps, normally (eps = 0) or against the L2 PGD
+    # adversary of robust_mnist_l2 at eps (the other argument), to compare clean test accuracy.
+    "subset_mnist": {
+        "smoke": dict(steps=20, batch_size=50, lr=1e-3, warmup=0.1, pgd_steps=2, amp=False, seed=0),
+        "book": dict(steps=400, batch_size=100, lr=1e-3, warmup=0.1, pgd_steps=3, amp="auto", seed=0),
+        "paper": dict(steps=4000, batch_size=100, lr=1e-3, warmup=0.1, pgd_steps=10, amp=False, seed=0),
     },
     # Chapter 09: the Madry CNN trained on MNIST at eps = 0.3 with a single-step (or a cheap) adversary;
     # ``method`` (an argument of the recipe, see FAST_METHODS) picks the adversary. Wong et al.'s MNIST
@@ -182,8 +206,10 @@ def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool
         val = val_set.tensors(device=get_device())
         adversary = val_attack = None
         if adversarial:
-            adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], eps_ramp=cfg["eps_ramp"])
-            val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"])
+            norm = cfg.get("norm", "inf")  # the L-inf recipes predate the key: absent, it is "inf"
+            adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], norm=norm,
+                                      eps_ramp=cfg["eps_ramp"])
+            val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"], norm=norm)
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
                    warmup=cfg["warmup"], adversary=adversary, val=val, val_attack=val_attack, evals=cfg["evals"],
@@ -255,6 +281,68 @@ def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, ve
     cfg = recipe("robust_cifar", budget)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
     return cache.load_or_train("robust_cifar", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
+                               verbose=verbose)
+
+
+# ---------------------------------------------------------------------------- chapter 08 recipes
+def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+    r"""The Madry MNIST CNN trained with PGD adversarial training against an L2 adversary,
+    :math:`\|\delta\|_2 \le \epsilon = 2.0`. Chapter 08.
+
+    The inner maximum is approximated by ``steps`` steps along the normalised gradient,
+    :math:`\delta \leftarrow \Pi_{\|\delta\|_2 \le \epsilon}(\delta + \alpha\, g / \|g\|_2)`,
+    from a random start in the ball (:func:`advlib.attacks.pgd` with ``norm=2``). At the ``book``
+    budget: 3 steps of eps/2, eps ramped over the first 20%, Adam 1e-3 with warm-up and linear decay,
+    3 epochs, bf16 autocast where native. ``model.meta["history"]`` holds held-out clean and L2 PGD-10
+    accuracy and the wall time.
+
+    Taught in :ref:`ch-robust-gradients`.
+    """
+    cfg = recipe("robust_mnist_l2", budget)
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg["seed"])
+        return models.mnist_cnn()
+
+    train = _train_with(cfg, lambda: data.mnist(train=True, root=root), adversarial=True)
+    return cache.load_or_train("robust_mnist_l2", build, train, cfg, cfg["budget"], retrain, verbose=verbose)
+
+
+def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retrain: bool = False, root=None,
+                 verbose: bool = True) -> nn.Module:
+    r"""The Madry MNIST CNN trained on ``n_train`` seeded training images for the recipe's fixed number
+    of steps: normally when ``eps`` is 0, else with L2 PGD adversarial training at ``eps`` (``pgd_steps``
+    steps of eps/2 from a random start, as :func:`robust_mnist_l2`). For Tsipras et al.'s Figure 1:
+    with few training images adversarial training can help clean accuracy, with many it costs some.
+    ``model.meta["history"]`` has one row, at the end (training loss and accuracy, wall time).
+
+    Taught in :ref:`ch-robust-gradients`.
+    """
+    n_train = check_int(n_train, "n_train", minimum=1)
+    eps = float(check_positive(eps, "eps"))
+    cfg = recipe("subset_mnist", budget)
+    cfg.update(n_train=n_train, eps=eps)
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg["seed"])
+        return models.mnist_cnn()
+
+    def train(model: nn.Module):
+        seed_everything(cfg["seed"])
+        train_set = data.mnist(train=True, root=root)
+        if n_train > len(train_set):
+            raise ValueError(f"n_train must be at most {len(train_set)}, got {n_train}")
+        train_set = train_set.subset(n_train, seed=cfg["seed"])
+        adversary = None
+        if eps > 0:
+            adversary = pgd_adversary(eps, alpha=eps / 2, steps=cfg["pgd_steps"], norm="2")
+        batch_size = min(cfg["batch_size"], n_train)
+        per_epoch = -(-n_train // batch_size)  # batches per pass, the last one partial
+        return fit(model, train_set, epochs=cfg["steps"] / per_epoch, batch_size=batch_size, lr=cfg["lr"],
+                   warmup=cfg["warmup"],
+                   adversary=adversary, evals=1, amp=cfg["amp"], seed=cfg["seed"])
+
+    return cache.load_or_train(f"subset_mnist_{n_train}_eps{eps:g}", build, train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 

@@ -25,6 +25,10 @@ def parser() -> argparse.ArgumentParser:
                        help="arae_sentiment only: which weights of the two adversaries (default arae)")
     train.add_argument("--method", choices=sorted(zoo.FAST_METHODS), default=None,
                        help="fast_mnist only: which fast-training method (default fgsm_rs)")
+    train.add_argument("--n-train", type=int, default=None, dest="n_train",
+                       help="subset_mnist only (required there): how many training images")
+    train.add_argument("--eps", type=float, default=None,
+                       help="subset_mnist only: the L2 eps of adversarial training (default 0, standard training)")
     train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
     return p
 
@@ -36,10 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--variant is an option of arae_sentiment only, not of {args.name}")
     if args.method is not None and args.name != "fast_mnist":
         parser().error(f"--method is an option of fast_mnist only, not of {args.name}")
+    if args.name != "subset_mnist" and (args.n_train is not None or args.eps is not None):
+        parser().error(f"--n-train and --eps are options of subset_mnist only, not of {args.name}")
+    if args.name == "subset_mnist" and args.n_train is None:
+        parser().error("subset_mnist needs --n-train (how many training images)")
     budget = _budget.current() if args.budget is None else args.budget
     options = {"variant": args.variant} if args.variant is not None else {}
     if args.method is not None:
         options["method"] = args.method
+    if args.name == "subset_mnist":
+        options.update(n_train=args.n_train, eps=0.0 if args.eps is None else args.eps)
     distributed.init()
     try:
         model = getattr(zoo, args.name)(budget=budget, retrain=args.retrain, **options)
