@@ -256,7 +256,7 @@ def stroke_energy_share(g: torch.Tensor, x: torch.Tensor, threshold: float = 0.1
 
 
 def class_means(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """The mean image of each class, shape (num_classes, *image).
+    """The mean image of each class, a tensor of shape ``(num_classes, *image_shape)``.
 
     Taught in :ref:`ch-robust-gradients`.
     """
