@@ -100,6 +100,7 @@ def test_every_docstring_is_valid_restructuredtext():
     """The book is built with warnings as errors: a docstring docutils cannot parse cleanly (an
     unpaired ``*`` or backquote, a bad indent) fails the build. Parse each one as Sphinx does, after
     napoleon, with Sphinx's own roles stubbed, and collect every warning."""
+    from docutils import nodes
     from docutils.core import publish_doctree
     from docutils.parsers.rst import roles
     from sphinx.ext.napoleon import Config
@@ -108,7 +109,6 @@ def test_every_docstring_is_valid_restructuredtext():
     def any_role(name, rawtext, text, lineno, inliner, options=None, content=None):
         return [nodes.literal(rawtext, text)], []
 
-    from docutils import nodes
     for role in ("ref", "func", "class", "mod", "meth", "attr", "data", "obj", "exc", "math", "cite",
                  "doc", "numref", "eq", "py:func", "py:class"):
         roles.register_local_role(role, any_role)
