@@ -36,6 +36,9 @@ def tiny(monkeypatch):
                         dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, **common))
     monkeypatch.setitem(zoo.RECIPES["robust_cifar"], "smoke",
                         dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, eps=8 / 255, alpha=6 / 255, **adv, **common))
+    monkeypatch.setitem(zoo.RECIPES["robust_cifar_l2"], "smoke",
+                        dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, norm="2", eps=0.5, alpha=0.375,
+                             **adv, **common))
 
 
 def test_every_recipe_lists_the_same_settings_at_every_budget():
@@ -55,7 +58,8 @@ def test_bad_names_raise():
         zoo.recipe("robust_mnist", "huge")
 
 
-@pytest.mark.parametrize("name", ["robust_mnist", "robust_mnist_l2", "standard_cifar", "robust_cifar"])
+@pytest.mark.parametrize("name", ["robust_mnist", "robust_mnist_l2", "standard_cifar", "robust_cifar",
+                                  "robust_cifar_l2"])
 def test_recipe_trains_once_then_loads_from_the_cache(tiny, cache_in_tmp, name):
     recipe_fn = getattr(zoo, name)
     model = recipe_fn(budget="smoke", verbose=False)
@@ -107,8 +111,14 @@ def test_l2_recipe_trains_and_validates_against_the_l2_adversary(tiny, monkeypat
     monkeypatch.setattr(zoo, "_attack", spy_attack)
     zoo.robust_mnist_l2(budget="smoke", verbose=False)
     zoo.robust_mnist(budget="smoke", verbose=False)
-    assert seen == [("adversary", 2.0, "2"), ("val", 2.0, "2"), ("adversary", 0.3, "inf"), ("val", 0.3, "inf")]
+    zoo.robust_cifar_l2(budget="smoke", verbose=False)
+    assert seen == [("adversary", 2.0, "2"), ("val", 2.0, "2"), ("adversary", 0.3, "inf"), ("val", 0.3, "inf"),
+                    ("adversary", 0.5, "2"), ("val", 0.5, "2")]
     assert zoo.recipe("robust_mnist_l2", "book")["norm"] == "2" and "norm" not in zoo.recipe("robust_mnist", "book")
+    # the L2 CIFAR recipe is robust_cifar's with the ball changed, nothing else
+    l2, linf = zoo.recipe("robust_cifar_l2", "book"), zoo.recipe("robust_cifar", "book")
+    changed = {k for k in l2 if l2.get(k) != linf.get(k)}
+    assert changed == {"norm", "eps", "alpha"} and l2["alpha"] / l2["eps"] == linf["alpha"] / linf["eps"]
 
 
 def test_subset_recipe_trains_for_its_steps_on_its_images(tiny, cache_in_tmp):
