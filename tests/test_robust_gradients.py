@@ -171,3 +171,13 @@ def test_class_mean_alignment():
     assert torch.allclose(rg.class_mean_alignment(x[:2], toward, source, target, means), torch.ones(2), atol=1e-5)
     assert torch.allclose(rg.class_mean_alignment(x[:2], 2 * x[:2] - toward, source, target, means), -torch.ones(2),
                           atol=1e-5)
+
+
+def test_class_means_over_more_images_than_one_chunk():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(9000, 1, 2, 2, generator=gen)
+    y = torch.randint(0, 3, (9000,), generator=gen)
+    means = rg.class_means(x, y, num_classes=4)  # class 3 has no images: its mean is 0
+    for c in range(3):
+        assert torch.allclose(means[c], x[y == c].double().mean(0).float(), atol=1e-6)
+    assert torch.equal(means[3], torch.zeros(1, 2, 2))
