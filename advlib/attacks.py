@@ -181,7 +181,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     iterate seen* over all steps and restarts, not the last one: an iterate that fools the model (or
     hits the target) beats one that does not; among equals, the higher loss wins. The loss and the
     prediction of each iterate come from the forward pass that computes its gradient, so tracking
-    them costs one extra forward pass (no backward) per restart, for the last iterate. A restart
+    them costs one extra forward pass (no backward) per restart, for the last iterate (none with
+    ``select="last"`` and one restart, where there is nothing to compare it with). A restart
     attacks only the examples that no earlier restart has fooled. With ``early_stop=True`` an example
     also stops being attacked once it is fooled (checked after steps 1, 2, 4, 8, ..., so the loop
     syncs with the device only ``log2(steps)`` times): right for evaluation, where one success is
@@ -232,6 +233,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
             delta = torch.zeros_like(xa) if start is None else _clip(xa + start[idx], bounds) - xa
             for t in range(steps + 1):
                 last = t == steps
+                if last and select == "last" and restarts == 1:  # nothing to compare it with: no scoring
+                    best_x[idx] = xa + delta
+                    break
                 logits, losses, grad = _forward(forward, xa + delta, ya, loss_fn, need_grad=not last,
                                                 check_labels_of=None if checked else y)
                 checked = True

@@ -261,3 +261,21 @@ def test_pgd_channels_last_auto_leaves_float64_alone(tiny, batch):
 def test_bad_channels_last(tiny, batch):
     with pytest.raises(ValueError, match="channels_last must be 'auto', True or False"):
         attacks.pgd(tiny, *batch, eps=0.1, channels_last="yes")
+
+
+def test_pgd_scores_the_last_iterate_only_when_it_must():
+    """Best-iterate PGD scores its last iterate with one forward pass (no backward); select="last"
+    with one restart has nothing to compare it with, so it runs exactly one forward per step."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(1))
+    x, y = torch.rand(5, 1, 4, 4), torch.randint(0, 3, (5,))
+    for select, restarts, expected in [("last", 1, 4), ("best", 1, 5), ("last", 2, None)]:
+        calls.clear()
+        attacks.pgd(model, x, y, eps=0.1, steps=4, select=select, restarts=restarts,
+                    generator=torch.Generator().manual_seed(0))
+        if expected is not None:
+            assert len(calls) == expected, (select, restarts, len(calls))
+        else:  # with restarts, each restart's last iterate is scored to pick the best
+            assert len(calls) in (5, 10), len(calls)
