@@ -223,6 +223,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     best_loss = torch.full((n,), -float("inf"), device=x.device)
     best_hit = torch.zeros(n, dtype=torch.bool, device=x.device)
     checked = False
+    score_last = select == "best" or restarts > 1  # else the last iterate is returned with nothing to beat
     with eval_mode(model):
         for r in range(restarts):
             start = random_delta(x, eps, norm, generator) if random_start and eps > 0 else None
@@ -233,7 +234,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
             delta = torch.zeros_like(xa) if start is None else _clip(xa + start[idx], bounds) - xa
             for t in range(steps + 1):
                 last = t == steps
-                if last and select == "last" and restarts == 1:  # nothing to compare it with: no scoring
+                if last and not score_last:
                     best_x[idx] = xa + delta
                     break
                 logits, losses, grad = _forward(forward, xa + delta, ya, loss_fn, need_grad=not last,
