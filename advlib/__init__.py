@@ -8,12 +8,14 @@ every training loop shares) and :mod:`~advlib.distributed` (data-parallel traini
 The generative side: :mod:`~advlib.gan` (chapter 01) and
 :mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
 :mod:`advlib.models.autoencoders`. Sentences (chapter 03): :mod:`~advlib.text` -> :mod:`~advlib.arae`.
+The later robustness chapters: :mod:`~advlib.robust_gradients` (08), :mod:`~advlib.fast` (09) and
+:mod:`~advlib.large_eps` (10).
 """
-from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, fast, gan, loops, models, plots,
-               text, train, utils, zoo)
+from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, fast, gan, large_eps, loops, models,
+               plots, text, train, utils, zoo)
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "fast", "gan", "loops", "models",
-           "plots", "text", "train", "utils", "zoo",
+__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "fast", "gan",
+           "large_eps", "loops", "models", "plots", "text", "train", "utils", "zoo",
            "get_device", "seed_everything", "__version__"]

@@ -209,4 +209,4 @@ def test_command_line_trains_a_subset_model_and_needs_its_size(tiny, cache_in_tm
     assert "subset_mnist needs --n-train" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "robust_mnist", "--n-train", "100", "--budget", "smoke"])
-    assert "options of subset_mnist only" in capsys.readouterr().err
+    assert "--n-train is an option of subset_mnist only" in capsys.readouterr().err

@@ -28,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--n-train", type=int, default=None, dest="n_train",
                        help="subset_mnist only (required there): how many training images")
     train.add_argument("--eps", type=float, default=None,
-                       help="subset_mnist only: the L2 eps of adversarial training (default 0, standard training)")
+                       help="subset_mnist: the L2 eps of adversarial training (default 0, standard training); "
+                            "extended_cifar: the L-inf eps, 16/255 or 32/255 (default 16/255)")
     train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
     return p
 
@@ -40,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--variant is an option of arae_sentiment only, not of {args.name}")
     if args.method is not None and args.name != "fast_mnist":
         parser().error(f"--method is an option of fast_mnist only, not of {args.name}")
-    if args.name != "subset_mnist" and (args.n_train is not None or args.eps is not None):
-        parser().error(f"--n-train and --eps are options of subset_mnist only, not of {args.name}")
+    if args.name != "subset_mnist" and args.n_train is not None:
+        parser().error(f"--n-train is an option of subset_mnist only, not of {args.name}")
+    if args.name not in ("subset_mnist", "extended_cifar") and args.eps is not None:
+        parser().error(f"--eps is an option of subset_mnist and extended_cifar only, not of {args.name}")
     if args.name == "subset_mnist" and args.n_train is None:
         parser().error("subset_mnist needs --n-train (how many training images)")
     budget = _budget.current() if args.budget is None else args.budget
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         options["method"] = args.method
     if args.name == "subset_mnist":
         options.update(n_train=args.n_train, eps=0.0 if args.eps is None else args.eps)
+    if args.name == "extended_cifar" and args.eps is not None:
+        options["eps"] = args.eps
     distributed.init()
     try:
         model = getattr(zoo, args.name)(budget=budget, retrain=args.retrain, **options)
