@@ -50,12 +50,15 @@ def staircase_eps(eps_max: float, stages: int, *, eps_min: float | None = None) 
     """
     eps_max = check_positive(eps_max, "eps_max", allow_zero=False)
     stages = check_int(stages, "stages", minimum=1)
-    eps_min = eps_max / stages if eps_min is None else check_positive(eps_min, "eps_min", allow_zero=False)
-    if eps_min > eps_max:
-        raise ValueError(f"eps_min must be at most eps_max = {eps_max}, got {eps_min}")
+    if eps_min is not None:
+        eps_min = check_positive(eps_min, "eps_min", allow_zero=False)
+        if eps_min > eps_max:
+            raise ValueError(f"eps_min must be at most eps_max = {eps_max}, got {eps_min}")
 
     def eps_at(progress: float) -> float:
         k = min(stages - 1, math.floor(progress * stages))
+        if eps_min is None:  # the paper's form, computed as written
+            return eps_max * (k + 1) / stages
         return eps_max if stages == 1 else eps_min + (eps_max - eps_min) * k / (stages - 1)
 
     return eps_at

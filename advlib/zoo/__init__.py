@@ -190,11 +190,7 @@ def standard_mnist(budget: str | None = None, retrain: bool = False, root=None, 
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    seed=cfg["seed"])
 
-    def build() -> nn.Module:
-        torch.manual_seed(cfg["seed"])
-        return models.mnist_cnn()
-
-    return cache.load_or_train("standard_mnist", build, train, cfg, cfg["budget"], retrain, verbose=verbose)
+    return cache.load_or_train("standard_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------- chapter 07 recipes
@@ -230,6 +226,16 @@ def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool
     return train
 
 
+def _mnist_cnn(cfg: dict) -> Callable[[], nn.Module]:
+    """A ``build()`` for :func:`advlib.cache.load_or_train`: the Madry MNIST CNN, seeded by the recipe."""
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg["seed"])
+        return models.mnist_cnn()
+
+    return build
+
+
 def _cifar_model(cfg: dict) -> Callable[[], nn.Module]:
     archs = {"small_cnn": models.small_cifar_cnn, "preact_resnet18": models.preact_resnet18}
     if cfg["arch"] not in archs:
@@ -258,12 +264,8 @@ def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, ve
     """
     cfg = recipe("robust_mnist", budget)
 
-    def build() -> nn.Module:
-        torch.manual_seed(cfg["seed"])
-        return models.mnist_cnn()
-
     train = _train_with(cfg, lambda: data.mnist(train=True, root=root), adversarial=True)
-    return cache.load_or_train("robust_mnist", build, train, cfg, cfg["budget"], retrain, verbose=verbose)
+    return cache.load_or_train("robust_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
 def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
@@ -312,12 +314,8 @@ def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None,
     """
     cfg = recipe("robust_mnist_l2", budget)
 
-    def build() -> nn.Module:
-        torch.manual_seed(cfg["seed"])
-        return models.mnist_cnn()
-
     train = _train_with(cfg, lambda: data.mnist(train=True, root=root), adversarial=True)
-    return cache.load_or_train("robust_mnist_l2", build, train, cfg, cfg["budget"], retrain, verbose=verbose)
+    return cache.load_or_train("robust_mnist_l2", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
 def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
@@ -353,10 +351,6 @@ def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retr
     cfg = recipe("subset_mnist", budget)
     cfg.update(n_train=n_train, eps=eps)
 
-    def build() -> nn.Module:
-        torch.manual_seed(cfg["seed"])
-        return models.mnist_cnn()
-
     def train(model: nn.Module):
         seed_everything(cfg["seed"])
         train_set = data.mnist(train=True, root=root)
@@ -372,7 +366,7 @@ def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retr
                    warmup=cfg["warmup"],
                    adversary=adversary, evals=1, amp=cfg["amp"], seed=cfg["seed"])
 
-    return cache.load_or_train(f"subset_mnist_{n_train}_eps{eps:g}", build, train, cfg, cfg["budget"], retrain,
+    return cache.load_or_train(f"subset_mnist_{n_train}_eps{eps:g}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 
@@ -436,10 +430,6 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
         if value is not None:
             cfg[key] = value
 
-    def build() -> nn.Module:
-        torch.manual_seed(cfg["seed"])
-        return models.mnist_cnn()
-
     def train(model: nn.Module):
         _one_process_only("fast_mnist", "its early-stopping callback")
         seed_everything(cfg["seed"])
@@ -474,7 +464,7 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
             return {"history": history, "early_stopping": stopper.restore(model)}
         return history
 
-    model = cache.load_or_train(f"fast_mnist_{method}", build, train, cfg, cfg["budget"], retrain, verbose=verbose)
+    model = cache.load_or_train(f"fast_mnist_{method}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
     hist = model.meta.get("history", {})
     if isinstance(hist, dict) and "early_stopping" in hist:  # unpack what the early-stopped run returned
         model.meta["early_stopping"] = hist["early_stopping"]
@@ -512,7 +502,7 @@ RECIPES["extended_mnist"] = {  # robust_mnist (0.3), then training at 0.4
 }
 RECIPES["iat_mnist"] = {  # from scratch, eps growing in equal stages up to 0.4
     "smoke": {**_LARGE_MNIST_COMMON["smoke"], "epochs": 1, "steps": 2, "step_ratio": 1.5, "stages": 2},
-    "book": {**_LARGE_MNIST_COMMON["book"], "epochs": 6, "steps": 3, "step_ratio": 1.5, "stages": 8, "evals": 8},
+    "book": {**_LARGE_MNIST_COMMON["book"], "epochs": 4, "steps": 3, "step_ratio": 1.5, "stages": 8, "evals": 8},
     "paper": {**_LARGE_MNIST_COMMON["paper"], "epochs": 40, "steps": 40, "step_ratio": 1.0, "stages": 40,
               "evals": 40},
 }
@@ -552,14 +542,6 @@ def _large_eps_train(cfg: dict, load: Callable[[], data.ImageData], init: nn.Mod
     return train
 
 
-def _mnist_cnn(cfg: dict) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        torch.manual_seed(cfg["seed"])
-        return models.mnist_cnn()
-
-    return build
-
-
 def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained from scratch with PGD adversarial training at
     :math:`\epsilon = 0.4` (L-inf), no ramp and no curriculum: the failure chapter 10 starts from.
@@ -595,7 +577,7 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
 def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""IAT, the paper's growing-:math:`\epsilon` curriculum, from scratch: PGD adversarial training
     with :math:`\epsilon` in ``stages`` equal stages :math:`0.4 (k + 1) / K`
-    (:func:`advlib.large_eps.staircase_eps`). At the ``book`` budget: 6 epochs in 8 stages
+    (:func:`advlib.large_eps.staircase_eps`). At the ``book`` budget: 4 epochs in 8 stages
     (0.05, 0.10, ..., 0.40), PGD-3 of step eps/2 (the paper: 40 epochs, 0.01 more each epoch).
 
     Taught in :ref:`ch-large-perturbations`.
