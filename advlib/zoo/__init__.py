@@ -489,20 +489,20 @@ _LARGE_MNIST_COMMON = {
 }
 RECIPES["plain_large_mnist"] = {  # from scratch at 0.4, no ramp: the failure the chapter starts from
     "smoke": {**_LARGE_MNIST_COMMON["smoke"], "epochs": 1, "steps": 2, "step_ratio": 1.5, "stages": 1},
-    "book": {**_LARGE_MNIST_COMMON["book"], "epochs": 1, "steps": 3, "step_ratio": 1.5, "stages": 1, "evals": 4},
+    "book": {**_LARGE_MNIST_COMMON["book"], "epochs": 0.5, "steps": 3, "step_ratio": 1.5, "stages": 1, "evals": 4},
     "paper": {**_LARGE_MNIST_COMMON["paper"], "epochs": 30, "steps": 40, "step_ratio": 1.0, "stages": 1,
               "evals": 30},
 }
 RECIPES["extended_mnist"] = {  # robust_mnist (0.3), then training at 0.4
     "smoke": {**_LARGE_MNIST_COMMON["smoke"], "epochs": 1, "steps": 2, "step_ratio": 2.5, "stages": 1},
-    "book": {**_LARGE_MNIST_COMMON["book"], "lr": 5e-4, "epochs": 2, "steps": 5, "step_ratio": 2.5,
-             "stages": 1, "evals": 4},
+    "book": {**_LARGE_MNIST_COMMON["book"], "lr": 5e-4, "epochs": 1.5, "steps": 4, "step_ratio": 2.5,
+             "stages": 1, "evals": 3},
     "paper": {**_LARGE_MNIST_COMMON["paper"], "epochs": 5, "steps": 200, "step_ratio": 2.5, "stages": 1,
               "evals": 5},
 }
 RECIPES["iat_mnist"] = {  # from scratch, eps growing in equal stages up to 0.4
     "smoke": {**_LARGE_MNIST_COMMON["smoke"], "epochs": 1, "steps": 2, "step_ratio": 1.5, "stages": 2},
-    "book": {**_LARGE_MNIST_COMMON["book"], "epochs": 4, "steps": 3, "step_ratio": 1.5, "stages": 8, "evals": 8},
+    "book": {**_LARGE_MNIST_COMMON["book"], "epochs": 1.5, "steps": 3, "step_ratio": 1.5, "stages": 8, "evals": 8},
     "paper": {**_LARGE_MNIST_COMMON["paper"], "epochs": 40, "steps": 40, "step_ratio": 1.0, "stages": 40,
               "evals": 40},
 }
@@ -557,8 +557,8 @@ def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=Non
 
 def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""Extended adversarial training: :func:`robust_mnist` (trained at :math:`\epsilon = 0.3`), then
-    PGD adversarial training at :math:`\epsilon = 0.4`. At the ``book`` budget: 2 epochs, PGD-5 of
-    step 0.2 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
+    PGD adversarial training at :math:`\epsilon = 0.4`. At the ``book`` budget: 1.5 epochs, PGD-4 of
+    step 0.25 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
     PGD-200, step 0.005). The starting model's recipe is part of the cache key, and its training
     time is in ``model.meta["init_time_s"]``.
 
@@ -577,7 +577,7 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
 def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""IAT, the paper's growing-:math:`\epsilon` curriculum, from scratch: PGD adversarial training
     with :math:`\epsilon` in ``stages`` equal stages :math:`0.4 (k + 1) / K`
-    (:func:`advlib.large_eps.staircase_eps`). At the ``book`` budget: 4 epochs in 8 stages
+    (:func:`advlib.large_eps.staircase_eps`). At the ``book`` budget: 1.5 epochs in 8 stages
     (0.05, 0.10, ..., 0.40), PGD-3 of step eps/2 (the paper: 40 epochs, 0.01 more each epoch).
 
     Taught in :ref:`ch-large-perturbations`.
