@@ -39,3 +39,13 @@ def test_committed_executed_at_book_budget(path):
     assert not errors, f"{path.name}: error outputs {errors}"
     first_text = "".join("".join(o.get("text", "")) for o in code[0].get("outputs", []) if o["output_type"] == "stream")
     assert "budget book" in first_text, f"{path.name}: the setup cell does not report the book budget: {first_text!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_code_fits_the_page(path):
+    """The book's code column shows about 79 characters; longer lines hide behind a scroll bar. Only
+    an IPython magic (the Colab install line) may be longer."""
+    nb = json.loads(path.read_text())
+    long = [line for c in nb["cells"] if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
+            if len(line) > 79 and not line.lstrip().startswith("%")]
+    assert not long, f"{path.name}: {len(long)} code line(s) over 79 characters, e.g. {long[0]!r}"
