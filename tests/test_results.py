@@ -18,7 +18,7 @@ NOTEBOOKS = ROOT / "notebooks"
 PENDING = {
     "00_preliminaries", "01_gan", "02_adversarial_autoencoders", "03_arae", "04_fgsm",
     "05_targeted_attacks", "06_vat", "07_pgd_adversarial_training", "08_robust_gradients",
-    "09_fast_training_and_robustness_drop", "10_large_perturbations",
+    "09_fast_training_and_robustness_drop",
 }
 
 
