@@ -495,8 +495,8 @@ RECIPES["plain_large_mnist"] = {  # from scratch at 0.4, no ramp: the failure th
 }
 RECIPES["extended_mnist"] = {  # robust_mnist (0.3), then training at 0.4
     "smoke": {**_LARGE_MNIST_COMMON["smoke"], "epochs": 1, "steps": 2, "step_ratio": 2.5, "stages": 1},
-    "book": {**_LARGE_MNIST_COMMON["book"], "lr": 5e-4, "epochs": 1.5, "steps": 4, "step_ratio": 2.5,
-             "stages": 1, "evals": 3},
+    "book": {**_LARGE_MNIST_COMMON["book"], "lr": 5e-4, "epochs": 3, "steps": 10, "step_ratio": 2.5,
+             "stages": 1, "evals": 6},
     "paper": {**_LARGE_MNIST_COMMON["paper"], "epochs": 5, "steps": 200, "step_ratio": 2.5, "stages": 1,
               "evals": 5},
 }
@@ -511,8 +511,8 @@ RECIPES["iat_mnist"] = {  # from scratch, eps growing in equal stages up to 0.4
 RECIPES["extended_cifar"] = {
     "smoke": dict(n_train=500, n_val=100, epochs=1, batch_size=128, lr=1e-3, optimizer="adam", warmup=0.1,
                   steps=1, step_ratio=1.5, amp=False, evals=1, val_steps=3, seed=0),
-    "book": dict(n_train=49500, n_val=500, epochs=1.0, batch_size=128, lr=5e-4, optimizer="adam", warmup=0.1,
-                 steps=2, step_ratio=1.5, amp="auto", evals=4, val_steps=10, seed=0),
+    "book": dict(n_train=49500, n_val=500, epochs=2.0, batch_size=128, lr=5e-4, optimizer="adam", warmup=0.1,
+                 steps=3, step_ratio=2.5, amp="auto", evals=4, val_steps=10, seed=0),
     "paper": dict(n_train=49500, n_val=500, epochs=5, batch_size=128, lr=1e-3, optimizer="sgd", warmup=0.0,
                   steps=10, step_ratio=2.5, amp=False, evals=5, val_steps=20, seed=0),
 }
@@ -557,8 +557,8 @@ def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=Non
 
 def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""Extended adversarial training: :func:`robust_mnist` (trained at :math:`\epsilon = 0.3`), then
-    PGD adversarial training at :math:`\epsilon = 0.4`. At the ``book`` budget: 1.5 epochs, PGD-4 of
-    step 0.25 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
+    PGD adversarial training at :math:`\epsilon = 0.4`. At the ``book`` budget: 3 epochs, PGD-10 of
+    step 0.1 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
     PGD-200, step 0.005). The starting model's recipe is part of the cache key, and its training
     time is in ``model.meta["init_time_s"]``.
 
@@ -591,8 +591,9 @@ def extended_cifar(eps: float = 16 / 255, budget: str | None = None, retrain: bo
                    verbose: bool = True) -> nn.Module:
     r"""Extended adversarial training on CIFAR-10: :func:`robust_cifar` (:math:`\epsilon = 8/255`),
     then PGD adversarial training at ``eps``, one of ``EXTENDED_CIFAR_EPS`` (16/255, 32/255). At the
-    ``book`` budget: 1 epoch, PGD-2 of step 0.75 eps, Adam 5e-4 (the paper: 5 epochs, SGD 1e-3,
-    step 2/255). The starting model's recipe is part of the cache key.
+    ``book`` budget: 2 epochs, PGD-3 of step 2.5 eps / 3 from a random start, Adam 5e-4 with warm-up
+    and linear decay (the paper: 5 epochs of PGD with steps of 2/255 over 2.5 eps, SGD 1e-3 with
+    momentum, from Madry et al.'s ResNet-50). The starting model's recipe is part of the cache key.
 
     Taught in :ref:`ch-large-perturbations`.
     """
