@@ -307,28 +307,48 @@ def train_vae(encoder: nn.Module, decoder: nn.Module, data, prior, *, epochs: fl
 
 def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn.Module, disc_z: nn.Module,
                               data, labelled: tuple[torch.Tensor, torch.Tensor], *, epochs: float | None = None,
-                              steps: int | None = None, batch_size: int = 100, lr: float = 1e-3,
+                              steps: int | None = None, batch_size: int = 100,
+                              labelled_batch_size: int | None = None, lr: float = 1e-3,
                               lr_reg: float = 2e-4, lr_semi: float = 1e-3, schedule: str = "constant",
-                              z_std: float = 1.0, seed: int = 0, generator: torch.Generator | None = None,
+                              input_noise: float = 0.0, z_std: float = 1.0, seed: int = 0,
+                              generator: torch.Generator | None = None,
                               val: tuple[torch.Tensor, torch.Tensor] | None = None, log_every: int | None = None,
                               progress: bool | None = None) -> pd.DataFrame:
     r"""The semi-supervised AAE (Makhzani et al. 2016, section 6); the four networks are left in eval mode.
 
     The encoder (:class:`~advlib.models.autoencoders.SemiSupervisedEncoder`) gives :math:`q(y|x)`
     (softmax of the categorical head) and a style code :math:`z`; the decoder reconstructs from
-    :math:`(z, q(y|x))` (``cond_dim = num_classes``). Every mini-batch has three phases:
+    :math:`(z, q(y|x))` (``cond_dim = num_classes``). Every step has three phases, each on its own
+    batch:
 
-    1. *reconstruction* on an unlabelled batch (encoder + decoder);
-    2. *regularisation*: ``disc_y`` tells one-hot samples of a uniform categorical from
-       :math:`q(y|x)`, ``disc_z`` tells :math:`\mathcal N(0, \text{z\_std}^2 I)` samples from :math:`z`;
-       then the encoder takes a step to fool both (non-saturating losses);
-    3. *semi-supervised classification*: the encoder's categorical head takes a cross-entropy step on
-       a batch of the ``labelled`` pairs.
+    1. *reconstruction*, on a batch of ``data`` (unlabelled): encoder and decoder take a step on
+       :func:`reconstruction_loss`;
+    2. *regularisation*, on the same unlabelled batch: ``disc_y`` learns to tell one-hot samples of a
+       uniform categorical from :math:`q(y|x)`, ``disc_z`` to tell :math:`\mathcal N(0, \text{z\_std}^2 I)`
+       samples from :math:`z`; then the encoder takes a step to fool both (non-saturating losses);
+    3. *semi-supervised classification*, on a batch of the ``labelled`` pairs
+       (``labelled_batch_size``, default ``batch_size``, at most all of them): the categorical head
+       takes a cross-entropy step.
 
-    ``data`` is the unlabelled images (ImageData, tensor or ``(x, y)`` with ``y`` ignored); ``val`` an
-    optional ``(x, y)`` to report ``val_error`` at each history row. ``schedule`` decays all four
-    learning rates as in :func:`train_aae`. ``seed`` seeds the shuffles (``labelled``: ``seed + 3``),
-    ``generator`` draws the prior samples (default: seeded with ``seed + 2``).
+    Args:
+        data: the unlabelled images (ImageData, tensor or ``(x, y)`` with ``y`` ignored).
+        labelled: ``(x, y)``, the few labelled images.
+        lr, lr_reg, lr_semi: Adam learning rates of the three phases.
+        schedule: ``"constant"``, or a ``"linear"`` / ``"cosine"`` decay of all four learning rates
+            to 0 over the run, as in :func:`train_aae`.
+        input_noise: standard deviation of Gaussian noise added to the encoder's input in all three
+            phases (0: none). The reconstruction target stays the clean image (a denoising
+            autoencoder), and the classifier learns from noisy copies of the labelled images
+            rather than their exact pixels (chapter 02 shows it still fits 100 of them at once).
+        z_std: the style prior's standard deviation.
+        seed: seeds the shuffles (``labelled``: ``seed + 3``).
+        generator: draws the prior samples (default: seeded with ``seed + 2``); the input noise has
+            its own generator, seeded with ``seed + 4``.
+        val: an optional ``(x, y)``; each history row then has ``val_error`` (1 - accuracy of
+            :func:`classify` on it). It is only watched, never used to choose or stop.
+
+    Returns the history: ``rec``, ``d_loss``, ``g_loss``, ``ce`` (the labelled cross-entropy, on the
+    noisy inputs when ``input_noise`` > 0), ``val_error`` if ``val``, ``time_s``.
 
     Taught in :ref:`ch-aae`.
     """
@@ -339,11 +359,15 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     if getattr(decoder, "cond_dim", None) != num_classes:
         raise ValueError(f"decoder.cond_dim must equal encoder.num_classes={num_classes}")
     check_positive(z_std, "z_std", allow_zero=False)
+    check_positive(input_noise, "input_noise")
+    lab_batch = batch_size if labelled_batch_size is None else check_int(labelled_batch_size, "labelled_batch_size",
+                                                                         minimum=1)
+    lab_batch = min(lab_batch, xl.shape[0])
     loops.check_schedule(schedule)
     models = (encoder, decoder, disc_y, disc_z)
     run = _Run(models, data, batch_size, seed, steps, epochs, log_every, "semi-supervised AAE", progress)
     device = run.device
-    lab_stream, _ = loops.batches((xl, yl), batch_size, seed=seed + 3, device=device, drop_last=True,
+    lab_stream, _ = loops.batches((xl, yl), lab_batch, seed=seed + 3, device=device, drop_last=True,
                                   name="labelled", labels=True)
     opt_ae = _reconstruction_adam(encoder, decoder, lr)
     opt_d = adam([*disc_y.parameters(), *disc_z.parameters()], lr_reg, name="lr_reg")
@@ -351,15 +375,22 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     opt_s = torch.optim.Adam(encoder.parameters(), lr=check_positive(lr_semi, "lr_semi", allow_zero=False))
     schedulers = loops.lr_schedulers((opt_ae, opt_d, opt_g, opt_s), schedule, run.total)
     gp = torch.Generator().manual_seed(seed + 2) if generator is None else generator
+    g_noise = torch.Generator().manual_seed(seed + 4)
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        if not input_noise:
+            return x
+        return x + input_noise * torch.randn(x.shape, generator=g_noise).to(x)
+
     for t in run:
         x, _ = next(run.stream)
         n = x.shape[0]
-        # 1. reconstruction
-        logits, z = encoder(x)
+        # 1. reconstruction (of the clean image)
+        logits, z = encoder(noisy(x))
         rec = reconstruction_loss(decoder(z, logits.softmax(1)), x)
         loops.optimizer_step(opt_ae, rec, "reconstruction", t, run.total)
         # 2. regularisation: both discriminators, then the encoder as generator
-        logits, z = encoder(x)
+        logits, z = encoder(noisy(x))
         q_y = logits.softmax(1)
         y_prior = one_hot(torch.randint(num_classes, (n,), generator=gp), num_classes).to(device)
         z_prior = (z_std * torch.randn(n, z.shape[1], generator=gp)).to(device)
@@ -370,7 +401,7 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
         loops.optimizer_step(opt_g, g_loss, "encoder (as generator)", t, run.total)
         # 3. semi-supervised classification on the labelled set
         xb, yb = next(lab_stream)
-        ce = F.cross_entropy(encoder(xb)[0], yb)
+        ce = F.cross_entropy(encoder(noisy(xb))[0], yb)
         loops.optimizer_step(opt_s, ce, "classification", t, run.total)
         for sched in schedulers:
             sched.step()
@@ -400,20 +431,33 @@ def classify(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tor
 
 
 @torch.no_grad()
-def encode(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Codes of ``x`` (the mean for a Gaussian encoder, the style for a semi-supervised one), on the
-    CPU, in eval mode (its mode restored after).
+def encode(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000, sample: bool = False,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Codes of ``x`` (the style for a semi-supervised encoder), on the CPU, in eval mode (its mode
+    restored after). For a :class:`~advlib.models.autoencoders.GaussianEncoder`, the posterior mean
+    :math:`\mu(x)` by default, or with ``sample`` one draw :math:`z \sim q(z|x)` per image,
+    :math:`\mu + \sigma \epsilon` with :math:`\epsilon` from ``generator`` (default: seeded with 0):
+    the draws of all of ``x`` are a sample of the aggregated posterior :math:`q(z)`, the means are not
+    (they leave out the spread of every :math:`q(z|x)`). ``sample`` is refused for other encoders,
+    whose :math:`q(z|x)` is a point mass.
 
     Taught in :ref:`ch-aae`.
     """
+    gaussian = isinstance(encoder, GaussianEncoder)
+    if sample and not gaussian:
+        raise ValueError("sample=True needs a GaussianEncoder; a deterministic encoder's code is its only sample")
+    g = (torch.Generator().manual_seed(0) if generator is None else generator) if sample else None
     was = encoder.training
     encoder.eval()
     device = model_device(encoder)
     outs = []
     for i in range(0, x.shape[0], batch_size):
         out = encoder(x[i:i + batch_size].to(device))
-        if isinstance(encoder, GaussianEncoder):
-            out = out[0]          # the mean
+        if gaussian:
+            mu, logvar = out
+            out = mu
+            if sample:
+                out = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g).to(mu)
         elif isinstance(out, tuple):
             out = out[-1]         # the style code of a semi-supervised encoder
         outs.append(out.cpu())

@@ -14,7 +14,9 @@ rejects the samples (:func:`generator_loss`). For a fixed :math:`G` the best dis
 :math:`D^*(x) = p_\text{data}(x) / (p_\text{data}(x) + p_g(x))` and
 :math:`C(G) = V(D^*, G) = -\log 4 + 2\,\mathrm{JS}(p_\text{data} \| p_g)`
 (:func:`optimal_discriminator`, :func:`js_divergence`, :func:`gan_value`; :func:`train_discriminator`
-learns :math:`D^*` from samples). The networks are in :mod:`advlib.models.gan`. Taught in chapter 01.
+learns :math:`D^*` from samples). :func:`class_balance` measures how evenly generated samples spread
+over the classes a classifier sees in them (mode collapse). The networks are in
+:mod:`advlib.models.gan`. Taught in chapter 01.
 """
 from __future__ import annotations
 
@@ -35,13 +37,24 @@ LOG4 = math.log(4.0)
 
 
 # ============================================================================== the losses
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
     r"""The discriminator's loss :math:`-V = -\mathbb E\log D(x) - \mathbb E\log(1 - D(G(z)))`,
     from logits: ``softplus(-real) + softplus(fake)``, batch means.
 
+    ``real_label`` < 1 is *one-sided label smoothing* (Salimans et al. 2016): the real examples'
+    target becomes ``real_label`` instead of 1 (the fakes' stays 0), i.e. the real term is the
+    cross-entropy ``real_label * softplus(-real) + (1 - real_label) * softplus(real)``. The best
+    discriminator is then :math:`D^* = a\,p_\text{data} / (p_\text{data} + p_g)` with
+    :math:`a` = ``real_label``, which no longer grows towards 1 where the generator is absent.
+
     Taught in :ref:`ch-gan`.
     """
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if not 0.5 < float(real_label) <= 1.0:
+        raise ValueError(f"real_label must be in (0.5, 1], got {real_label}")
+    real = F.softplus(-real_logits)
+    if real_label < 1.0:
+        real = real_label * real + (1.0 - real_label) * F.softplus(real_logits)
+    return real.mean() + F.softplus(fake_logits).mean()
 
 
 def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
@@ -72,7 +85,8 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.5, 0.999), name: str
 # ============================================================================== the loops
 def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epochs: float | None = None,
               batch_size: int = 64, lr_g: float = 2e-4, lr_d: float = 2e-4, betas=(0.5, 0.999),
-              loss: str = "ns", d_steps: int = 1, log_every: int | None = None, seed: int = 0,
+              loss: str = "ns", d_steps: int = 1, real_label: float = 1.0, log_every: int | None = None,
+              seed: int = 0,
               generator: torch.Generator | None = None, progress: bool | None = None,
               callback: Callable[[nn.Module, nn.Module, dict], None] | None = None) -> pd.DataFrame:
     r"""Train a GAN in place by alternating ``d_steps`` discriminator steps and one generator step
@@ -89,6 +103,8 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
             ignored) or a sampler ``n -> x`` (see :func:`advlib.loops.batches`; a last partial batch is dropped).
         steps / epochs: length of training in generator steps, or in passes over ``data`` (one).
         loss: generator loss, ``"ns"`` (non-saturating) or ``"minimax"`` (see :func:`generator_loss`).
+        real_label: the discriminator's target for real samples; below 1, one-sided label smoothing
+            (see :func:`discriminator_loss`).
         log_every: steps between history rows (default: one per epoch, or 10 rows for a sampler).
         seed: seeds the shuffle of ``data``.
         generator: draws the noise, first :math:`z` then :math:`z'` each round (default: a
@@ -101,6 +117,7 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
     Taught in :ref:`ch-gan`.
     """
     generator_loss(torch.zeros(1), loss)  # validates the loss name
+    discriminator_loss(torch.zeros(1), torch.zeros(1), real_label)  # validates real_label
     d_steps = check_int(d_steps, "d_steps", minimum=1)
     if not hasattr(G, "z_dim"):
         raise ValueError("G must have an attribute z_dim (the noise dimension)")
@@ -123,7 +140,7 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
                 with torch.no_grad():
                     fake = G(noise(x.shape[0]))
                 real_logits, fake_logits = D(x), D(fake)
-                d_loss = discriminator_loss(real_logits, fake_logits)
+                d_loss = discriminator_loss(real_logits, fake_logits, real_label)
                 loops.optimizer_step(opt_d, d_loss, "discriminator", t, total)
             g_loss = generator_loss(D(G(noise(x.shape[0]))), loss)
             loops.optimizer_step(opt_g, g_loss, "generator", t, total)
@@ -172,6 +189,31 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
         bar.close()
         D.eval()
     return history.frame()
+
+
+# ======================================================================= judging the samples
+def class_balance(labels: torch.Tensor | np.ndarray, n_classes: int = 10) -> dict:
+    r"""How evenly ``labels`` (class indices, e.g. a classifier's predictions on generated samples)
+    spread over ``n_classes`` classes: ``shares`` (the fraction of each class), ``entropy`` (of the
+    shares, in nats; :math:`\log` ``n_classes`` when perfectly even, 0 when one class takes all),
+    ``max_share`` / ``min_share`` and their classes ``max_class`` / ``min_class``, and ``n``.
+
+    A generator that drops or starves modes shows it as a low entropy, a large ``max_share`` and a
+    small ``min_share``, compared with the same numbers for real data.
+
+    Taught in :ref:`ch-gan`.
+    """
+    n_classes = check_int(n_classes, "n_classes", minimum=1)
+    y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels).flatten().long().cpu()
+    if y.numel() == 0:
+        raise ValueError("labels must not be empty")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must be in [0, {n_classes}), got values from {int(y.min())} to {int(y.max())}")
+    shares = (torch.bincount(y, minlength=n_classes).double() / y.numel()).numpy()
+    nz = shares[shares > 0]
+    return {"shares": shares, "entropy": float(-(nz * np.log(nz)).sum()), "max_share": float(shares.max()),
+            "max_class": int(shares.argmax()), "min_share": float(shares.min()), "min_class": int(shares.argmin()),
+            "n": int(y.numel())}
 
 
 # ========================================================================== GAN theory (1-D)

@@ -88,6 +88,72 @@ def test_train_gan_on_images_with_sampler_and_callback():
     assert list(hist.step) == [1, 2, 3] == seen
 
 
+def test_packed_and_minibatch_std_discriminators():
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 28, 28)
+    packed = mgan.MLPDiscriminator((1, 28, 28), (16,), pack=3)
+    assert packed(x).shape == (2,)
+    # a pack is its examples side by side: swapping two packs swaps their logits
+    swapped = torch.cat([x[3:], x[:3]])
+    assert torch.allclose(packed(swapped), packed(x).flip(0))
+    with pytest.raises(ValueError, match="multiple of 3"):
+        packed(x[:5])
+    with pytest.raises(ValueError, match="pack"):
+        mgan.MLPDiscriminator((2,), (8,), cond_dim=3, pack=2)
+    mb = mgan.MLPDiscriminator((1, 28, 28), (16, 8), minibatch_std=True, dropout=0.1)
+    assert mb(x).shape == (6,)
+    with pytest.raises(ValueError, match="at least one hidden"):
+        mgan.MLPDiscriminator((2,), (), minibatch_std=True)
+    layer = mgan.MinibatchStd()
+    same, mixed = torch.ones(4, 5), torch.randn(4, 5)
+    assert torch.equal(layer(same)[:, -1], torch.zeros(4))  # no diversity, the feature is 0
+    assert (layer(mixed)[:, -1] > 0).all() and layer(mixed).shape == (4, 6)
+    assert torch.equal(layer(mixed)[:, :5], mixed)
+    # the feature couples the examples of a batch: one example changes every logit
+    y = x.clone()
+    y[0] = 0
+    assert not torch.allclose(mb.eval()(x)[1:], mb(y)[1:])
+    with pytest.raises(ValueError, match="at least 2"):
+        layer(mixed[:1])
+    # both train with train_gan
+    G = mgan.MLPGenerator(8, (1, 28, 28), (16,))
+    for D in (packed, mb):
+        hist = gan.train_gan(G, D, torch.rand(24, 1, 28, 28), steps=2, batch_size=6, progress=False)
+        assert np.isfinite(hist.d_loss).all()
+
+
+def test_one_sided_label_smoothing():
+    a = 0.9
+    logit = torch.tensor([math.log(a / (1 - a))], requires_grad=True)
+    # the real term's minimiser is D(x) = a: zero gradient at logit(a)
+    loss = gan.discriminator_loss(logit, torch.tensor([-30.0]), real_label=a)
+    (g,) = torch.autograd.grad(loss, logit)
+    assert abs(g.item()) < 1e-6
+    real, fake = torch.randn(5), torch.randn(5)
+    assert gan.discriminator_loss(real, fake, 1.0) == gan.discriminator_loss(real, fake)
+    assert gan.discriminator_loss(real, fake, 0.9) != gan.discriminator_loss(real, fake)
+    for bad in (0.5, 1.1):
+        with pytest.raises(ValueError, match="real_label"):
+            gan.discriminator_loss(real, fake, bad)
+    G, D = mgan.toy_gan(dim=2, z_dim=2, hidden=8)
+    with pytest.raises(ValueError, match="real_label"):
+        gan.train_gan(G, D, torch.randn(16, 2), steps=1, batch_size=8, real_label=0.3, progress=False)
+
+
+def test_class_balance():
+    even = gan.class_balance(torch.arange(100) % 10)
+    assert even["entropy"] == pytest.approx(math.log(10)) and even["min_share"] == even["max_share"] == 0.1
+    skewed = gan.class_balance(np.array([9] * 7 + [0, 1, 2]), n_classes=10)
+    assert skewed["max_class"] == 9 and skewed["max_share"] == pytest.approx(0.7)
+    assert skewed["min_share"] == 0.0 and skewed["min_class"] == 3 and skewed["n"] == 10
+    assert skewed["entropy"] == pytest.approx(-(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1)))
+    assert gan.class_balance(torch.zeros(5, dtype=torch.long))["entropy"] == 0.0
+    with pytest.raises(ValueError, match="labels must be in"):
+        gan.class_balance(torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="empty"):
+        gan.class_balance(torch.tensor([], dtype=torch.long))
+
+
 def test_discriminator_alone_learns_two_gaussians():
     torch.manual_seed(0)
     _, D = mgan.toy_gan(dim=1, hidden=16)
@@ -278,6 +344,8 @@ def test_no_loop_touches_the_global_random_state():
     aae.train_aae(enc, dec, disc, (x, y), aae.MixturePrior(10), steps=2, batch_size=20, progress=False)
     aae.train_vae(venc, dec, x, aae.MixturePrior(10), steps=2, batch_size=20, progress=False)
     aae.train_semi_supervised_aae(senc, sdec, dy, dz, x, (x[:10], y[:10]), steps=2, batch_size=20, progress=False)
+    aae.train_semi_supervised_aae(senc, sdec, dy, dz, x, (x[:10], y[:10]), steps=2, batch_size=20,
+                                  input_noise=0.3, progress=False)
     assert torch.equal(torch.get_rng_state(), state), "a training loop drew from (or reseeded) the global generator"
 
 
@@ -292,3 +360,83 @@ def test_explicit_generators_make_runs_repeatable():
                              generator=torch.Generator().manual_seed(seed)).rec.to_numpy()
 
     assert np.array_equal(vae(1), vae(1)) and not np.array_equal(vae(1), vae(2))
+
+
+# ------------------------------------------------------- semi-supervised AAE: noise, batches, BN
+def test_semi_supervised_aae_input_noise_and_labelled_batches(monkeypatch):
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 28, 28)
+    y = torch.randint(0, 10, (40,))
+    seen, targets = [], []
+
+    class SpyEncoder(mae.SemiSupervisedEncoder):
+        def forward(self, inputs):
+            seen.append(inputs.detach().clone())
+            return super().forward(inputs)
+
+    real_rec = aae.reconstruction_loss
+
+    def spy_rec(x_hat, target):
+        targets.append(target.detach().clone())
+        return real_rec(x_hat, target)
+
+    monkeypatch.setattr(aae, "reconstruction_loss", spy_rec)
+
+    def run(noise, **kw):
+        seen.clear(), targets.clear()
+        torch.manual_seed(1)
+        enc = SpyEncoder(num_classes=10, z_dim=3, hidden=(16,))
+        dec = mae.Decoder(3, hidden=(16,), cond_dim=10)
+        dy, dz = mgan.MLPDiscriminator((10,), (8,)), mgan.MLPDiscriminator((3,), (8,))
+        h = aae.train_semi_supervised_aae(enc, dec, dy, dz, x, (x[:10], y[:10]), steps=1, batch_size=20,
+                                          input_noise=noise, progress=False, **kw)
+        return h, enc
+
+    rows = {tuple(r.flatten().tolist()[:5]) for r in x}
+    h, _ = run(0.0)
+    # three phases, three encoder calls: reconstruction and regularisation on one unlabelled batch,
+    # classification on a labelled one (all 10 labelled images: the batch is clipped to the set)
+    assert [s.shape[0] for s in seen] == [20, 20, 10]
+    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[0], targets[0])
+    assert torch.equal(seen[2].sort(0).values, x[:10].sort(0).values)
+    h, _ = run(0.5)
+    assert not torch.equal(seen[0], seen[1]), "each phase draws its own noise"
+    assert all(tuple(r.flatten().tolist()[:5]) in rows for r in targets[0]), "the target is the clean image"
+    assert (seen[0] - targets[0]).std().item() == pytest.approx(0.5, rel=0.1)
+    assert np.isfinite(h.ce).all()
+    h, _ = run(0.0, labelled_batch_size=4)
+    assert seen[2].shape[0] == 4
+    with pytest.raises(ValueError, match="input_noise"):
+        run(-0.1)
+    with pytest.raises(ValueError, match="labelled_batch_size"):
+        run(0.0, labelled_batch_size=0)
+
+
+def test_semi_supervised_encoder_batch_norm():
+    torch.manual_seed(0)
+    enc = mae.SemiSupervisedEncoder(num_classes=10, z_dim=3, hidden=(16, 8), batch_norm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in enc.modules()) == 2  # before each ReLU
+    logits, z = enc(torch.rand(6, 1, 28, 28))
+    assert logits.shape == (6, 10) and z.shape == (6, 3)
+    plain = mae.SemiSupervisedEncoder(num_classes=10, z_dim=3, hidden=(16, 8))
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    enc.eval()
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.allclose(enc(x)[0][:1], enc(x[:1])[0], atol=1e-6), "eval mode uses the running statistics"
+
+
+def test_encode_draws_from_a_gaussian_posterior():
+    torch.manual_seed(0)
+    venc = mae.GaussianEncoder(z_dim=2, hidden=(8,)).train()
+    x = torch.rand(3, 1, 28, 28).repeat(4000, 1, 1, 1)
+    mu, logvar = venc.eval()(x[:3])
+    venc.train()
+    z = aae.encode(venc, x, sample=True, generator=torch.Generator().manual_seed(0)).view(4000, 3, 2)
+    assert venc.training, "the mode is restored"
+    assert torch.allclose(z.mean(0), mu.detach(), atol=0.05 * logvar.exp().sqrt().max().item() + 1e-3)
+    assert torch.allclose(z.std(0), (0.5 * logvar).exp().detach(), rtol=0.05)
+    assert torch.equal(aae.encode(venc, x[:3]), mu.detach()), "the default is the mean"
+    again = aae.encode(venc, x, sample=True, generator=torch.Generator().manual_seed(0)).view(4000, 3, 2)
+    assert torch.equal(z, again)
+    with pytest.raises(ValueError, match="GaussianEncoder"):
+        aae.encode(mae.Encoder(z_dim=2, hidden=(8,)), x[:3], sample=True)

@@ -59,13 +59,13 @@ class GaussianEncoder(Encoder):
 class SemiSupervisedEncoder(nn.Module):
     r"""The semi-supervised AAE's encoder: a shared MLP trunk with a categorical head (logits of
     :math:`q(y|x)`, ``num_classes``) and a style head (:math:`z`, ``z_dim``). ``forward`` returns
-    ``(logits, z)``.
+    ``(logits, z)``. With ``batch_norm``, batch normalisation before every ReLU of the trunk.
 
     Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), num_classes: int = 10, z_dim: int = 10,
-                 hidden: Sequence[int] = (512, 512)) -> None:
+                 hidden: Sequence[int] = (512, 512), batch_norm: bool = False) -> None:
         super().__init__()
         self.in_shape = check_shape(in_shape, "in_shape")
         self.num_classes = check_int(num_classes, "num_classes", minimum=2)
@@ -73,7 +73,9 @@ class SemiSupervisedEncoder(nn.Module):
         hidden = check_hidden(hidden)
         if not hidden:
             raise ValueError("hidden must have at least one layer")
-        self.trunk = nn.Sequential(_mlp([math.prod(self.in_shape), *hidden], nn.ReLU()), nn.ReLU())
+        last = [nn.BatchNorm1d(hidden[-1])] if batch_norm else []
+        self.trunk = nn.Sequential(_mlp([math.prod(self.in_shape), *hidden], nn.ReLU(), batch_norm), *last,
+                                   nn.ReLU())
         self.head_y = nn.Linear(hidden[-1], self.num_classes)
         self.head_z = nn.Linear(hidden[-1], self.z_dim)
 

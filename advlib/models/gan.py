@@ -2,6 +2,8 @@ r"""Generators and discriminators for chapter 01 (GAN), and the code discriminat
 
 - :class:`MLPGenerator` :math:`G: z \mapsto x` and :class:`MLPDiscriminator` :math:`D: x \mapsto`
   a logit (so :math:`D(x) = \sigma(\text{logit})`), for 1-D / 2-D toys and MNIST;
+- :class:`MinibatchStd`, the batch feature that :class:`MLPDiscriminator` adds with ``minibatch_std=True``
+  (its other remedy for mode collapse, ``pack``, judges several samples at once);
 - :class:`ConvGenerator` / :class:`ConvDiscriminator`: a small DCGAN pair for 1x28x28 images;
 - :func:`mnist_gan` and :func:`toy_gan`: fresh pairs.
 
@@ -47,29 +49,68 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(-1, *self.out_shape)
 
 
+class MinibatchStd(nn.Module):
+    r"""Appends one feature to every example: the standard deviation of each feature across the
+    batch, averaged over the features (the "minibatch standard deviation" of Karras et al. 2018, a
+    simple form of Salimans et al.'s minibatch discrimination). A generator that puts many samples
+    on one mode makes it small, and the discriminator can then reject the whole batch.
+
+    Taught in :ref:`ch-gan`.
+    """
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[0] < 2:
+            raise ValueError(f"the minibatch standard deviation needs a batch of at least 2, got {h.shape[0]}")
+        s = h.std(0, unbiased=False).mean()
+        return torch.cat([h, s.expand(h.shape[0], 1)], 1)
+
+
 class MLPDiscriminator(nn.Module):
     r"""A discriminator: an MLP from ``in_shape`` to one logit per example; :math:`D(x) = \sigma(\cdot)`.
 
     With ``cond_dim`` > 0 it also takes a conditioning vector ``c`` (e.g. a one-hot label, chapter 02),
     concatenated to the flattened input.
 
+    Two remedies for mode collapse change what the discriminator sees. ``pack`` = m > 1 (PacGAN, Lin
+    et al. 2018) judges m samples at once: the batch is cut into groups of m consecutive examples,
+    concatenated, and each group gets one logit (so ``N`` inputs give ``N / m`` logits; ``N`` must be
+    a multiple of m). ``minibatch_std=True`` appends :class:`MinibatchStd` after the first hidden
+    layer. Both let :math:`D` see the *diversity* of a batch, which no single-sample discriminator can.
+
     Taught in :ref:`ch-gan` and :ref:`ch-aae`.
     """
 
     def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256),
-                 cond_dim: int = 0, dropout: float = 0.0) -> None:
+                 cond_dim: int = 0, dropout: float = 0.0, pack: int = 1, minibatch_std: bool = False) -> None:
         super().__init__()
         self.in_shape = check_shape(in_shape, "in_shape")
         self.cond_dim = check_int(cond_dim, "cond_dim", minimum=0)
+        self.pack = check_int(pack, "pack", minimum=1)
+        self.minibatch_std = bool(minibatch_std)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        sizes = [math.prod(self.in_shape) + self.cond_dim, *check_hidden(hidden), 1]
-        self.net = _mlp(sizes, nn.LeakyReLU(0.2), dropout=dropout)
+        if self.pack > 1 and self.cond_dim:
+            raise ValueError("pack > 1 takes no condition (cond_dim must be 0)")
+        hidden = check_hidden(hidden)
+        if self.minibatch_std and not hidden:
+            raise ValueError("minibatch_std needs at least one hidden layer")
+        sizes = [self.pack * math.prod(self.in_shape) + self.cond_dim, *hidden, 1]
+        act = nn.LeakyReLU(0.2)
+        if self.minibatch_std:  # first hidden layer, the batch feature, then the rest
+            self.net = nn.Sequential(_mlp(sizes[:2] + [1], act, dropout=dropout)[:-1],
+                                     MinibatchStd(), _mlp([sizes[1] + 1, *sizes[2:]], act, dropout=dropout))
+        else:
+            self.net = _mlp(sizes, act, dropout=dropout)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = x.flatten(1)
         if h.shape[1] != math.prod(self.in_shape):
             raise ValueError(f"x must have {math.prod(self.in_shape)} features per example, got shape {tuple(x.shape)}")
+        if self.pack > 1:
+            if h.shape[0] % self.pack:
+                raise ValueError(f"with pack={self.pack} the batch size must be a multiple of {self.pack}, "
+                                 f"got {h.shape[0]}")
+            h = h.reshape(h.shape[0] // self.pack, -1)
         return self.net(append_condition(h, c, self.cond_dim, "discriminator")).squeeze(1)
 
 
