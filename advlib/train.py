@@ -13,10 +13,18 @@ optional regulariser ``R`` on an (unlabelled) batch ``x_u`` (e.g. VAT). ``advers
 training, :math:`\min_\theta \mathbb{E}[L(h_\theta(x), y)]`; PGD gives Madry et al.'s
 :math:`\min_\theta \mathbb{E}[\max_{\|\delta\|\le\epsilon} L(h_\theta(x+\delta), y)]`.
 The loop's bookkeeping (batches, schedule, finite-loss guard, history) is :mod:`advlib.loops`.
+
+Batch norm: one forward pass per step updates the running statistics, the pass of the loss on
+the labelled batch (the clean batch when ``clean_weight`` > 0, else ``x_in``, the only pass).
+The other passes (on ``x_in`` when the clean batch is there too, and every pass inside the
+regulariser) normalise with their own batch statistics but leave the running statistics alone
+(:func:`advlib.utils.freeze_batch_norm_stats`), as the reference VAT code does
+(``update_batch_stats=False``).
 Taught in chapters 00, 04 and 07.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -28,7 +36,8 @@ import torch.nn.functional as F
 from . import attacks, distributed, loops
 from .evaluate import Attack, accuracy, robust_accuracy
 from .loops import check_schedule
-from .utils import bf16_autocast, check_int, check_positive, model_device, resolve_amp
+from .utils import (bf16_autocast, check_int, check_positive, eval_mode, freeze_batch_norm_stats,
+                    model_device, resolve_amp)
 
 Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 Regularizer = Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
@@ -117,12 +126,16 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
             ``"cosine"`` (warm-up then cosine) or ``"constant"``; ``warmup`` is the warm-up fraction
             (:func:`advlib.loops.lr_factor`).
         adversary: adversary function (see the module doc); ``None`` for standard training.
-        clean_weight: weight ``w`` of the clean loss when ``adversary`` is given.
+        clean_weight: weight ``w`` of the clean loss when ``adversary`` is given. Then the clean
+            pass alone updates batch-norm running statistics; the pass on ``x_in`` uses its batch's
+            statistics without storing them (with ``clean_weight=0`` the pass on ``x_in``, the
+            only one, updates them).
         regularizer: ``R(model, x_u, progress) -> scalar`` added to the loss, on batches of
             ``unlabelled`` (a tensor, an ``(x, y)`` pair or an ImageData; labels unused) when given,
             else on the labelled batch. A regulariser with the attribute ``uses_labels = True`` (e.g.
             :func:`advlib.fast.gradalign_regularizer`) is called as ``R(model, x, progress, y)`` on the
-            labelled batch.
+            labelled batch. The regulariser runs with batch-norm running statistics frozen
+            (:func:`advlib.utils.freeze_batch_norm_stats`).
         val: ``(x, y)`` to evaluate clean accuracy on; ``val_attack`` adds robust accuracy.
         evals: number of evaluations (history rows); default one per epoch.
         amp: bfloat16 autocast (attacks inside run in it too): ``True``, ``False``, or ``"auto"``, i.e.
@@ -199,15 +212,20 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
                 with bf16_autocast(device, amp):
                     x_in = adversary(model, x, y, prog) if adversary is not None else x
                     model.train()
-                    logits = net(x_in)
+                    two_passes = adversary is not None and clean_weight > 0
+                    # batch norm: only the clean pass updates the running statistics when there is one
+                    with freeze_batch_norm_stats(model) if two_passes else contextlib.nullcontext():
+                        logits = net(x_in)
                     loss = F.cross_entropy(logits.float(), y)
-                    if adversary is not None and clean_weight > 0:
+                    if two_passes:
                         loss = clean_weight * F.cross_entropy(model(x).float(), y) + (1 - clean_weight) * loss
-                    if regularizer is not None and getattr(regularizer, "uses_labels", False):
-                        loss = loss + regularizer(model, x, prog, y)
-                    elif regularizer is not None:
-                        xu = next(unl)[0] if unl is not None else x
-                        loss = loss + regularizer(model, xu, prog)
+                    if regularizer is not None:
+                        with freeze_batch_norm_stats(model):  # its passes never move the statistics
+                            if getattr(regularizer, "uses_labels", False):
+                                loss = loss + regularizer(model, x, prog, y)
+                            else:
+                                xu = next(unl)[0] if unl is not None else x
+                                loss = loss + regularizer(model, xu, prog)
                 if parallel:  # the global batch's loss and accuracy, the same on every rank
                     n, means = distributed.mean_over_ranks(y.shape[0], loss=loss.detach(),
                                                            acc=(logits.argmax(1) == y).float().mean())
@@ -259,9 +277,13 @@ def vat_regularizer(eps: float, *, xi: float = 1e-6, power_iterations: int = 1, 
     current prediction held constant (no gradient through it). No labels are used, so ``x_u`` may be
     unlabelled (``fit(..., regularizer=vat_regularizer(2.0), unlabelled=x_u)``) or the labelled batch
     (supervised VAT, when ``unlabelled`` is None). Both predictions use the model's current mode (in
-    ``fit``: train mode); the perturbation itself is found in eval mode. ``power_iterations=0``
-    gives random perturbation training (RPT): a random direction of norm ``eps`` instead.
-    ``eps_ramp`` grows eps linearly from 0 over that fraction of training.
+    ``fit``: train mode, so batch norm normalises with the statistics of ``x_u`` and of
+    ``x_u + r_vadv``) and never update batch-norm running statistics
+    (:func:`advlib.utils.freeze_batch_norm_stats`, the reference code's
+    ``update_batch_stats=False``); the perturbation itself is found in eval mode, where nothing
+    is updated either. ``power_iterations=0`` gives random perturbation training (RPT): a random
+    direction of norm ``eps`` instead. ``eps_ramp`` grows eps linearly from 0 over that fraction
+    of training.
 
     Taught in :ref:`ch-vat`.
     """
@@ -273,9 +295,11 @@ def vat_regularizer(eps: float, *, xi: float = 1e-6, power_iterations: int = 1, 
     def regularizer(model: nn.Module, x_u: torch.Tensor, progress: float) -> torch.Tensor:
         e = ramp(eps, progress, eps_ramp)
         r = attacks.vat_perturbation(model, x_u, eps=e, xi=xi, power_iterations=power_iterations)
-        with torch.no_grad():
-            logits_p = model(x_u)
-        return weight * attacks.kl_divergence(logits_p, model(x_u + r.to(x_u.dtype))).mean()
+        with freeze_batch_norm_stats(model):
+            with torch.no_grad():
+                logits_p = model(x_u)
+            logits_q = model(x_u + r.to(x_u.dtype))
+        return weight * attacks.kl_divergence(logits_p, logits_q).mean()
 
     return regularizer
 
@@ -307,3 +331,58 @@ def fgm_adversary(eps: float, *, norm: str | float = 2, bounds: tuple[float, flo
         return attacks.fgsm(model, x, y, eps=e, norm=norm, bounds=bounds) if e > 0 else x
 
     return adversary
+
+
+@torch.no_grad()
+def recompute_batch_norm(model: nn.Module, data, *, batch_size: int = 500) -> int:
+    r"""Set every batch-norm layer's running statistics to the mean, over the batches of ``data``, of
+    the statistics it sees in train mode, with the weights as they are; the VAT reference code's last
+    step after training ("finetune batch stat", over the unlabelled training set):
+
+    .. math:: \mu = \frac1B \sum_{b=1}^{B} \mu_b, \qquad \sigma^2 = \frac1B \sum_{b=1}^{B} \sigma^2_b
+
+    for batches :math:`b` of ``batch_size`` (in order; the last one may be smaller, and is skipped
+    if it holds a single example, which batch norm cannot normalise). ``data`` is an
+    :class:`~advlib.data.ImageData`, a tensor of inputs or an ``(x, y)`` pair (labels unused). Only
+    the batch-norm layers run in train mode (dropout stays off); every submodule's mode and each
+    layer's ``momentum`` are restored. Returns the number of batches. A model without batch norm is
+    left unchanged.
+
+    Taught in :ref:`ch-vat`.
+    """
+    from .data import ImageData
+
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if isinstance(data, ImageData):
+        n = len(data)
+    else:
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError("data must be an ImageData, a non-empty tensor of inputs (N, ...) or an (x, y) pair")
+        n = x.shape[0]
+    if not bns:
+        return 0
+    device = model_device(model)
+    momenta = [m.momentum for m in bns]
+    batches = 0
+    with eval_mode(model):
+        try:
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average: after B batches, the mean of the B batch statistics
+                m.train()
+            for i in range(0, n, batch_size):
+                if n - i == 1 and i > 0:
+                    break
+                if isinstance(data, ImageData):
+                    xb = data.images[i:i + batch_size].to(device).float().div_(255)
+                else:
+                    xb = x[i:i + batch_size].to(device)
+                model(xb)
+                batches += 1
+        finally:
+            for m, momentum in zip(bns, momenta):
+                m.momentum = momentum
+    return batches
+

@@ -153,6 +153,33 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
+@contextlib.contextmanager
+def freeze_batch_norm_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """Forward passes inside leave every batch-norm layer's running statistics as they are.
+
+    Each batch-norm layer that tracks running statistics stops tracking them for the duration
+    (``track_running_stats=False``, restored on exit even after an error): in train mode it still
+    normalises with the statistics of the batch it sees, but ``running_mean``, ``running_var`` and
+    ``num_batches_tracked`` are not updated; in eval mode it normalises with the running statistics,
+    as always. The modes are not touched. This is the reference VAT code's
+    ``update_batch_stats=False``: the passes on perturbed inputs (and VAT's pass on unlabelled
+    inputs) use batch statistics but do not move the statistics used at test time.
+
+    Example: ``with freeze_batch_norm_stats(model): logits = model(x + r)``
+
+    Taught in :ref:`ch-vat`.
+    """
+    frozen = [m for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in frozen:
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        for m in frozen:
+            m.track_running_stats = True
+
+
 def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0), *,
                  finite: bool = True) -> None:
     """Raise ``ValueError`` unless ``x`` is a non-empty floating tensor with a batch dimension, inside

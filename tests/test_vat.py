@@ -214,3 +214,151 @@ def test_decision_boundary_plot():
     assert fig.axes and model.training
     with pytest.raises(ValueError, match="points"):
         plots.decision_boundary(model, ds.x_train, ds.y_train, embed=ds.embed)
+
+
+# ------------------------------------------------------------------ batch norm on perturbed passes
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def bn_mlp(seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    from advlib.models import mlp_classifier
+    return mlp_classifier([32, 16], in_features=20, num_classes=3, batch_norm=True, dropout=dropout)
+
+
+def bn_buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] in BN_BUFFERS}
+
+
+def assert_same_buffers(a, b):
+    assert a.keys() == b.keys() and a
+    for k in a:
+        if k.endswith("num_batches_tracked"):
+            assert a[k].item() == b[k].item(), f"{k}: {a[k].item()} passes tracked, expected {b[k].item()}"
+        else:
+            assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
+
+
+def bn_data(n=64, n_unl=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 20, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return x, y, 3 * torch.randn(n_unl, 20, generator=g) + 1  # unlabelled: other statistics
+
+
+def after_one_clean_pass(model, x):
+    """The batch-norm buffers after one train-mode pass on x, from the model as it is."""
+    ref = copy.deepcopy(model).train()
+    with torch.no_grad():
+        ref(x)
+    return bn_buffers(ref)
+
+
+def test_freeze_batch_norm_stats_keeps_buffers_and_uses_batch_statistics():
+    from advlib.utils import freeze_batch_norm_stats
+    model = bn_mlp().train()
+    x = bn_data()[0]
+    before = bn_buffers(model)
+    expected = copy.deepcopy(model)(x)  # a train-mode pass: batch statistics
+    with freeze_batch_norm_stats(model) as m:
+        assert m is model
+        out = model(x)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert_same_buffers(bn_buffers(model), before)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert bns and all(m.track_running_stats for m in bns) and model.training
+    with pytest.raises(RuntimeError, match="inside"):
+        with freeze_batch_norm_stats(model):
+            raise RuntimeError("inside")
+    assert all(m.track_running_stats for m in bns)  # restored after an error too
+    model(x)  # and tracking again afterwards
+    assert all(m.num_batches_tracked.item() == 1 for m in bns)
+    model.eval()  # eval mode: the running statistics, as always
+    with freeze_batch_norm_stats(model):
+        frozen_eval = model(x)
+    assert torch.equal(frozen_eval, model(x))
+
+
+@pytest.mark.parametrize("make, semi", [
+    (lambda: train.vat_regularizer(0.5, xi=1e-3), True),
+    (lambda: train.vat_regularizer(0.5, xi=1e-6), False),
+    (lambda: train.rpt_regularizer(0.5), True),
+])
+def test_vat_step_updates_batch_norm_on_the_clean_pass_only(make, semi):
+    """The reference VAT code: the labelled (clean) pass updates the running statistics; the passes of
+    the regulariser (clean unlabelled, power iteration, perturbed) do not. Before the fix fit ran them
+    in train mode and each moved the statistics (num_batches_tracked 3 instead of 1)."""
+    model = bn_mlp()
+    x, y, xu = bn_data()
+    expected = after_one_clean_pass(model, x)
+    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, regularizer=make(),
+              unlabelled=xu if semi else None, unlabelled_batch_size=32, progress=False)
+    assert_same_buffers(bn_buffers(model), expected)
+
+
+def test_regularizer_called_alone_moves_no_statistics_and_trains():
+    model = bn_mlp().train()
+    xu = bn_data()[2]
+    before = bn_buffers(model)
+    value = train.vat_regularizer(0.5, xi=1e-3)(model, xu, 0.0)
+    value.backward()
+    assert value.item() > 0 and model.training
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert_same_buffers(bn_buffers(model), before)
+
+
+def test_two_pass_adversarial_step_updates_batch_norm_on_the_clean_pass_only():
+    model = bn_mlp()
+    x, y, _ = bn_data()
+    expected = after_one_clean_pass(model, x)
+    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, adversary=train.fgm_adversary(0.5),
+              clean_weight=0.5, progress=False)
+    assert_same_buffers(bn_buffers(model), expected)
+
+
+def test_one_pass_adversarial_step_still_updates_batch_norm_on_its_only_pass():
+    """Madry-style training (clean_weight=0) has one pass, on x_adv: it must keep the statistics alive."""
+    model = bn_mlp()
+    x, y, _ = bn_data()
+    x_adv = train.fgm_adversary(0.5)(model, x, y, 0.0)  # deterministic: the same inputs fit will train on
+    expected = after_one_clean_pass(model, x_adv)
+    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, adversary=train.fgm_adversary(0.5),
+              progress=False)
+    assert_same_buffers(bn_buffers(model), expected)
+
+
+def test_vat_perturbation_leaves_a_batch_norm_model_untouched():
+    model = bn_mlp().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = attacks.vat_perturbation(model, bn_data()[2], eps=1.0, xi=1e-3)
+    assert r.shape == (96, 20) and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_recompute_batch_norm_sets_the_mean_of_the_batch_statistics():
+    model = bn_mlp(dropout=0.5)
+    x = bn_data()[2]
+    modes = [m.training for m in model.train().modules()]
+    bn = model[2]  # Flatten, Linear, BatchNorm1d, ...
+    assert isinstance(bn, nn.BatchNorm1d)
+    assert train.recompute_batch_norm(model, x, batch_size=len(x)) == 1
+    h = model[1](x).detach()
+    assert torch.allclose(bn.running_mean, h.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, h.var(0, unbiased=True), rtol=1e-4)
+    assert [m.training for m in model.modules()] == modes and bn.momentum == 0.1
+    # several batches: the plain mean of the batch statistics, whatever was there before
+    assert train.recompute_batch_norm(model, (x, None), batch_size=40) == 3  # 40 + 40 + 16
+    means = torch.stack([model[1](x[i:i + 40]).detach().mean(0) for i in (0, 40, 80)])
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert bn.num_batches_tracked.item() == 3
+    # a last batch of one example is skipped (batch norm cannot normalise it)
+    assert train.recompute_batch_norm(model, x[:81], batch_size=40) == 2
+    # the dropout layers were off: the same statistics twice
+    a = bn_buffers(model)
+    train.recompute_batch_norm(model, x[:81], batch_size=40)
+    assert_same_buffers(bn_buffers(model), a)
+    # no batch norm: nothing to do
+    plain = nn.Sequential(nn.Linear(20, 3))
+    assert train.recompute_batch_norm(plain, x) == 0
+    with pytest.raises(ValueError, match="data"):
+        train.recompute_batch_norm(model, torch.zeros(0, 20))
