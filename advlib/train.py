@@ -25,6 +25,7 @@ Taught in chapters 00, 04 and 07.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from typing import Callable
 
@@ -350,7 +351,7 @@ def recompute_batch_norm(model: nn.Module, data, *, batch_size: int = 500) -> in
 
     Taught in :ref:`ch-vat`.
     """
-    from .data import ImageData
+    from .data import ImageData, Loader
 
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -364,25 +365,24 @@ def recompute_batch_norm(model: nn.Module, data, *, batch_size: int = 500) -> in
     if not bns:
         return 0
     device = model_device(model)
+    if isinstance(data, ImageData):  # in order, as floats in [0, 1]
+        inputs = (xb for xb, _ in Loader(data, batch_size, device=device))
+    else:
+        inputs = (x[i:i + batch_size].to(device) for i in range(0, n, batch_size))
+    n_batches = math.ceil(n / batch_size)
+    if n_batches > 1 and n - (n_batches - 1) * batch_size == 1:
+        n_batches -= 1  # a last batch of one example: batch norm cannot normalise it
     momenta = [m.momentum for m in bns]
-    batches = 0
     with eval_mode(model):
         try:
             for m in bns:
                 m.reset_running_stats()
                 m.momentum = None  # cumulative average: after B batches, the mean of the B batch statistics
                 m.train()
-            for i in range(0, n, batch_size):
-                if n - i == 1 and i > 0:
-                    break
-                if isinstance(data, ImageData):
-                    xb = data.images[i:i + batch_size].to(device).float().div_(255)
-                else:
-                    xb = x[i:i + batch_size].to(device)
+            for xb in itertools.islice(inputs, n_batches):
                 model(xb)
-                batches += 1
         finally:
             for m, momentum in zip(bns, momenta):
                 m.momentum = momentum
-    return batches
+    return n_batches
 

@@ -394,6 +394,17 @@ def _fast_adversary(cfg: dict):
     return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"])
 
 
+def _unpack_meta(model: nn.Module, key: str) -> nn.Module:
+    """For a recipe whose training returned ``{"history": ..., key: ...}`` (which the cache keeps whole
+    as the history): move ``key`` to ``model.meta[key]`` and leave the history table in
+    ``model.meta["history"]``. A model whose training returned the history alone is left as it is."""
+    hist = model.meta.get("history", {})
+    if isinstance(hist, dict) and key in hist:
+        model.meta[key] = hist[key]
+        model.meta["history"] = hist["history"]
+    return model
+
+
 def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float | None = None,
                epochs: float | None = None, n_train: int | None = None, seed: int | None = None,
                gradalign: float | None = None, budget: str | None = None, retrain: bool = False, root=None,
@@ -465,11 +476,7 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
         return history
 
     model = cache.load_or_train(f"fast_mnist_{method}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
-    hist = model.meta.get("history", {})
-    if isinstance(hist, dict) and "early_stopping" in hist:  # unpack what the early-stopped run returned
-        model.meta["early_stopping"] = hist["early_stopping"]
-        model.meta["history"] = hist["history"]
-    return model
+    return _unpack_meta(model, "early_stopping")
 
 
 # ---------------------------------------------------------------------------- chapter 10 recipes
@@ -832,8 +839,4 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
     if method == "vat":
         name += f"_xi{cfg['xi']:g}"
     model = cache.load_or_train(name, build, train, cfg, cfg["budget"], retrain, verbose=verbose)
-    hist = model.meta.get("history", {})
-    if isinstance(hist, dict) and "bn_recomputed" in hist:  # unpack what the training returned
-        model.meta["bn_recomputed"] = hist["bn_recomputed"]
-        model.meta["history"] = hist["history"]
-    return model
+    return _unpack_meta(model, "bn_recomputed")
