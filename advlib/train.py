@@ -69,18 +69,34 @@ def fgsm_adversary(eps: float, *, eps_ramp: float = 0.0) -> Adversary:
     return adversary
 
 
-def fgsm_rs_adversary(eps: float, *, alpha: float | None = None, eps_ramp: float = 0.0) -> Adversary:
-    """The adversary of FGSM with a random start (Wong et al., 2020, "Fast is better than free"): uniform start in the
+def fgsm_rs_adversary(eps: float, *, alpha: float | None = None, eps_ramp: float = 0.0,
+                      clip_start: bool = True) -> Adversary:
+    r"""The adversary of FGSM with a random start (Wong et al., 2020, "Fast is better than free"): uniform start in the
     eps-ball, one signed step of ``alpha`` (default 1.25 eps), projection. This is PGD with one step.
 
-    Taught in :ref:`ch-fgsm`.
+    ``clip_start`` decides where the gradient is taken. ``True`` (the default, and PGD's convention):
+    at :math:`\mathrm{clip}_{[0,1]}(x + \delta_0)`, a point of the image box, and the better of that start
+    and the stepped point is returned (:func:`advlib.attacks.pgd`'s best iterate). ``False``: as in
+    Wong et al.'s code, at :math:`x + \delta_0` itself, which may leave the box, and the stepped point
+    :math:`\mathrm{clip}_{[0,1]}(x + \Pi_{[-\epsilon,\epsilon]^d}(\delta_0 + \alpha\,\mathrm{sign}(\nabla_x L)))`
+    is returned. On MNIST, where most pixels are 0 or 1, clipping removes about half of the start's
+    noise; chapter 09 shows what that does to catastrophic overfitting.
+
+    Taught in :ref:`ch-fgsm` and :ref:`ch-fast-training`.
     """
     eps = check_positive(eps, "eps")
+    if not isinstance(clip_start, bool):
+        raise ValueError(f"clip_start must be True or False, got {clip_start!r}")
 
     def adversary(model, x, y, progress):
         e = ramp(eps, progress, eps_ramp)
-        a = 1.25 * e if alpha is None else alpha * (e / eps if eps > 0 else 0.0)
-        return attacks.pgd(model, x, y, eps=e, alpha=a, steps=1, random_start=True) if e > 0 else x
+        if e <= 0:
+            return x
+        a = 1.25 * e if alpha is None else alpha * e / eps
+        if clip_start:
+            return attacks.pgd(model, x, y, eps=e, alpha=a, steps=1, random_start=True)
+        stepped = attacks.pgd(model, x, y, eps=e, alpha=a, steps=1, random_start=True, bounds=None, select="last")
+        return stepped.clamp(0.0, 1.0)
 
     return adversary
 

@@ -147,3 +147,36 @@ def test_apart_adversary_trains_and_keeps_its_bounds(tiny):
 def test_bad_arguments_name_themselves(bad, name):
     with pytest.raises(ValueError, match=name):
         bad()
+
+
+def _rising_model(d: int) -> nn.Module:
+    """Two classes; the loss of class 0 rises with every pixel (its input gradient is positive)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([-torch.ones(d), torch.ones(d)]))
+        model[1].bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("clip_start", [True, False])
+def test_fgsm_rs_start_clipping(clip_start):
+    """On black images whose loss rises with every pixel, the step is +alpha = +1.25 eps everywhere.
+    From a start clipped to the box (delta_0 >= 0 at black pixels) every pixel ends at eps; from the
+    unclipped start (delta_0 uniform in [-eps, eps], as in Wong et al.'s code) only those with
+    delta_0 >= -0.25 eps do, 62.5% of them, and the rest lie in [0.25 eps, eps)."""
+    eps, d = 0.3, 100 * 100
+    model, x, y = _rising_model(d), torch.zeros(1, 1, 100, 100), torch.zeros(1, dtype=torch.long)
+    torch.manual_seed(0)
+    x_adv = train.fgsm_rs_adversary(eps, clip_start=clip_start)(model, x, y, 0.0)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= eps + 1e-6
+    at_eps = ((x_adv - eps).abs() < 1e-6).float().mean().item()
+    if clip_start:
+        assert at_eps == 1.0
+    else:
+        assert 0.6 < at_eps < 0.65, at_eps
+        assert x_adv.min().item() >= 0.25 * eps - 1e-6
+
+
+def test_fgsm_rs_clip_start_must_be_a_bool():
+    with pytest.raises(ValueError, match="clip_start must be True or False"):
+        train.fgsm_rs_adversary(0.3, clip_start="yes")

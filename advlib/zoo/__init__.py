@@ -376,6 +376,8 @@ FAST_METHODS: dict[str, dict] = {
     "fgsm": dict(adversary="fgsm", alpha=1.0),                  # FGSM from x itself (no random start)
     "fgsm_rs": dict(adversary="fgsm_rs", alpha=1.25),           # Wong et al.: random start, step 1.25 eps
     "fgsm_rs_es": dict(adversary="fgsm_rs", alpha=1.25, early_stopping=True),  # ... + their early stopping
+    # ... with the random start not clipped to the image box, as in Wong et al.'s code
+    "fgsm_rs_unclipped": dict(adversary="fgsm_rs", alpha=1.25, clip_start=False),
     "gradalign": dict(adversary="fgsm", alpha=1.0, gradalign=1.0),  # Andriushchenko & Flammarion
     "apart": dict(adversary="apart", alpha=1.0, sigma=1.0, apart_lr=1e-3),  # learned step and start scale
     "pgd3": dict(adversary="pgd", alpha=0.5, steps=3),          # multi-step peers, for the cost table
@@ -388,7 +390,7 @@ def _fast_adversary(cfg: dict):
     if kind == "fgsm":
         return fgsm_adversary(cfg["alpha"] * eps)
     if kind == "fgsm_rs":
-        return fgsm_rs_adversary(eps, alpha=cfg["alpha"] * eps)
+        return fgsm_rs_adversary(eps, alpha=cfg["alpha"] * eps, clip_start=cfg.get("clip_start", True))
     if kind == "pgd":
         return pgd_adversary(eps, alpha=cfg["alpha"] * eps, steps=cfg["steps"])
     return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"])
@@ -411,7 +413,9 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
                verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained at :math:`\epsilon = 0.3` (L-inf) with the adversary ``method``,
     one of ``FAST_METHODS``: ``"fgsm"`` (no random start, step eps), ``"fgsm_rs"`` (Wong et al.'s FGSM
-    from a random start, step 1.25 eps), ``"fgsm_rs_es"`` (the same run with their early stopping:
+    from a random start, step 1.25 eps), ``"fgsm_rs_unclipped"`` (the same, with the gradient taken at
+    the unclipped random start, as in their code: ``clip_start=False`` of
+    :func:`advlib.train.fgsm_rs_adversary`), ``"fgsm_rs_es"`` (the same run with their early stopping:
     the returned weights are those of the evaluation where PGD-``es_steps`` accuracy on a fixed
     training batch of 500 images was highest), ``"gradalign"`` (FGSM plus the GradAlign penalty),
     ``"apart"`` (:class:`advlib.fast.APARTAdversary`), and the multi-step peers ``"pgd3"`` and ``"pgd7"``.
