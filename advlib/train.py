@@ -37,8 +37,9 @@ import torch.nn.functional as F
 from . import attacks, distributed, loops
 from .evaluate import Attack, accuracy, robust_accuracy
 from .loops import check_schedule
-from .utils import (bf16_autocast, check_int, check_positive, eval_mode, freeze_batch_norm_stats,
-                    model_device, resolve_amp)
+from .data import ImageData, Loader
+from .utils import (batch_norm_layers, bf16_autocast, check_int, check_positive, eval_mode,
+                    freeze_batch_norm_stats, model_device, resolve_amp)
 
 Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 Regularizer = Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
@@ -367,10 +368,8 @@ def recompute_batch_norm(model: nn.Module, data, *, batch_size: int = 500) -> in
 
     Taught in :ref:`ch-vat`.
     """
-    from .data import ImageData, Loader
-
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = batch_norm_layers(model)
     if isinstance(data, ImageData):
         n = len(data)
     else:

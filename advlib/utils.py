@@ -153,6 +153,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
+def batch_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch-norm layers of ``model`` that track running statistics (those that
+    :func:`freeze_batch_norm_stats` freezes and :func:`advlib.train.recompute_batch_norm` recomputes).
+
+    Taught in :ref:`ch-vat`.
+    """
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
 @contextlib.contextmanager
 def freeze_batch_norm_stats(model: nn.Module) -> Iterator[nn.Module]:
     """Forward passes inside leave every batch-norm layer's running statistics as they are.
@@ -169,8 +178,7 @@ def freeze_batch_norm_stats(model: nn.Module) -> Iterator[nn.Module]:
 
     Taught in :ref:`ch-vat`.
     """
-    frozen = [m for m in model.modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    frozen = batch_norm_layers(model)
     for m in frozen:
         m.track_running_stats = False
     try:

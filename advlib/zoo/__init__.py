@@ -36,7 +36,7 @@ from torch import nn
 from .. import budget as _budget
 from .. import arae, cache, data, distributed, fast, large_eps, models, text
 from ..evaluate import accuracy, attack as _attack
-from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary
+from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary, recompute_batch_norm, vat_regularizer
 from ..utils import check_int, check_positive, get_device, seed_everything
 
 RECIPES: dict[str, dict[str, dict]] = {
@@ -775,8 +775,6 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
 
     Taught in :ref:`ch-vat`.
     """
-    from ..train import recompute_batch_norm, vat_regularizer
-
     if method not in VAT_METHODS:
         raise ValueError(f"method must be one of {VAT_METHODS}, got {method!r}")
     if method == "ml" and xi is not None:
