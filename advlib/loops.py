@@ -25,6 +25,9 @@ optimizer's learning rate by
           1 - s \;\text{(linear)}, \quad \tfrac12 (1 + \cos \pi s) \;\text{(cosine)}, \quad 1 \;\text{(constant)} & \text{else,}
           \end{cases}
 
+or, for ``"piecewise"`` (Rice et al.'s step decay), 1 until :math:`s = 1/2`, then 0.1 until
+:math:`s = 3/4`, then 0.01,
+
 with :math:`s = (t - w) / (T - w)` the fraction of the steps after the warm-up and :math:`T` the
 total. No function here touches the global random state: shuffles use their own seeded
 ``torch.Generator``. Taught in chapters 00 (``fit``), 01 and 02 (the generative loops).
@@ -43,18 +46,19 @@ from .data import ImageData, Loader
 from .distributed import shard_indices
 from .utils import check_images, check_int, check_labels, check_positive, show_progress
 
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "piecewise")
 Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
 
 # ------------------------------------------------------------------------------ learning rates
 def check_schedule(schedule: str, warmup: float = 0.0) -> None:
-    """Raise ``ValueError`` unless ``schedule`` is one of ``SCHEDULES`` (constant, linear, cosine) and ``warmup`` a fraction in [0, 1).
+    """Raise ``ValueError`` unless ``schedule`` is one of ``SCHEDULES`` (constant, linear, cosine,
+    piecewise) and ``warmup`` a fraction in [0, 1).
 
     Taught in :ref:`ch-preliminaries`.
     """
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {schedule!r}")
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if not 0.0 <= check_positive(warmup, "warmup") < 1.0:
         raise ValueError(f"warmup must be a fraction of training in [0, 1), got {warmup!r}")
 
@@ -62,7 +66,9 @@ def check_schedule(schedule: str, warmup: float = 0.0) -> None:
 def lr_factor(schedule: str, t: int, total: int, warmup: float = 0.0) -> float:
     r"""The factor :math:`\lambda(t)` of the learning rate at step ``t`` (counted from 0) of ``total``
     (see the module doc): a linear warm-up over the first ``warmup`` fraction of the steps, then
-    ``"constant"``, ``"linear"`` decay to 0 or ``"cosine"`` decay to 0.
+    ``"constant"``, ``"linear"`` decay to 0, ``"cosine"`` decay to 0, or ``"piecewise"``: 1, then 0.1
+    from half of the steps after the warm-up and 0.01 from three quarters (the step decay of Rice et
+    al., 2020, at epochs 100 and 150 of 200).
 
     Taught in :ref:`ch-preliminaries`.
     """
@@ -75,6 +81,8 @@ def lr_factor(schedule: str, t: int, total: int, warmup: float = 0.0) -> float:
     rest = (t - w) / max(1, total - w)
     if schedule == "linear":
         return max(0.0, 1.0 - rest)
+    if schedule == "piecewise":
+        return 1.0 if rest < 0.5 else 0.1 if rest < 0.75 else 0.01
     return 0.5 * (1 + math.cos(math.pi * rest))
 
 

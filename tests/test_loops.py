@@ -15,7 +15,11 @@ def test_lr_factor_warmup_then_decay():
     assert loops.lr_factor("cosine", 4, 10, 0.2) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
     assert loops.lr_factor("linear", 10, 10) == 0.0
     assert all(loops.lr_factor("constant", t, 10, 0.5) == 1.0 for t in range(10))
-    with pytest.raises(ValueError, match="schedule must be 'constant', 'linear' or 'cosine', got 'step'"):
+    # piecewise: 1 for the first half of the steps after the warm-up, then 0.1, then 0.01 from 3/4
+    assert [loops.lr_factor("piecewise", t, 10) for t in range(10)] == [1.0] * 5 + [0.1] * 3 + [0.01] * 2
+    assert [loops.lr_factor("piecewise", t, 12, 1 / 6) for t in (0, 1, 2, 6, 7, 9, 10, 11)] == [
+        0.5, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    with pytest.raises(ValueError, match="schedule must be one of .*'piecewise'.*, got 'step'"):
         loops.lr_factor("step", 0, 10)
     with pytest.raises(ValueError, match="warmup"):
         loops.lr_schedulers([], "linear", 10, warmup=1.0)

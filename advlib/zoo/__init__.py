@@ -35,7 +35,7 @@ from torch import nn
 
 from .. import budget as _budget
 from .. import arae, cache, data, distributed, fast, large_eps, models, text
-from ..evaluate import accuracy, attack as _attack
+from ..evaluate import accuracy, attack as _attack, correct_mask, robust_mask
 from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary, recompute_batch_norm, vat_regularizer
 from ..utils import check_int, check_positive, get_device, seed_everything
 
@@ -125,6 +125,20 @@ RECIPES: dict[str, dict[str, dict]] = {
                      amp="auto", evals=12, diag_steps=10, es_steps=5, n_snapshots=3, seed=0),
         "paper": dict(n_train=59500, n_val=500, epochs=10, batch_size=100, lr=5e-3, warmup=0.4, eps=0.3,
                       amp=False, evals=20, diag_steps=40, es_steps=5, n_snapshots=3, seed=0),
+    },
+    # Chapter 09: robust overfitting (Rice, Wong & Kolter, 2020). PGD-7 training of the Madry CNN at
+    # eps = 0.3 (ramped over the first eps_ramp of training) on a small subset of MNIST for many
+    # epochs, with their piecewise learning-rate decay (x0.1 at half of training, x0.01 at three
+    # quarters; they train 200 epochs and decay at 100 and 150). Evaluated ``evals`` times under
+    # PGD-``eval_steps``: on n_val held-out training images (the early-stopping set), on n_curve of
+    # the training subset, and on n_test seeded test images (the test curve).
+    "robust_overfitting_mnist": {
+        "smoke": dict(n_train=200, n_val=100, n_curve=100, n_test=100, epochs=2, batch_size=50, lr=1e-3,
+                      eps=0.3, eps_ramp=0.2, steps=2, eval_steps=2, amp=False, evals=2, seed=0),
+        "book": dict(n_train=1000, n_val=500, n_curve=500, n_test=1000, epochs=100, batch_size=50, lr=1e-3,
+                     eps=0.3, eps_ramp=0.2, steps=7, eval_steps=10, amp="auto", evals=25, seed=0),
+        "paper": dict(n_train=1000, n_val=500, n_curve=1000, n_test=10000, epochs=200, batch_size=50, lr=1e-3,
+                      eps=0.3, eps_ramp=0.2, steps=7, eval_steps=20, amp=False, evals=100, seed=0),
     },
     # Chapter 03: adversarially regularised autoencoders on the sentiment corpus (sentences of at most
     # max_len tokens rated at least 0.5 from neutral), one LSTM decoder per sentiment. book: the
@@ -481,6 +495,60 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
 
     model = cache.load_or_train(f"fast_mnist_{method}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
     return _unpack_meta(model, "early_stopping")
+
+
+def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, root=None,
+                             verbose: bool = True) -> nn.Module:
+    r"""The Madry MNIST CNN trained with PGD-7 at :math:`\epsilon = 0.3` on a small subset of MNIST
+    (``n_train`` images) for many epochs with Rice et al.'s piecewise learning-rate decay
+    (:func:`advlib.loops.lr_factor`), to show *robust overfitting*: robust accuracy on the training
+    images keeps rising while on test images it peaks and falls. The returned weights are the last
+    ones.
+
+    ``model.meta["history"]`` has a row per evaluation: the training columns of
+    :func:`advlib.train.fit`, ``time_s`` (training time, evaluations excluded) and, under
+    PGD-``eval_steps`` (random start, step :math:`2.5\epsilon/\text{steps}`, a fixed seed) at the
+    full eps: ``val_pgd_acc`` on ``n_val`` held-out training images (the set early stopping reads),
+    ``train_pgd_acc`` on ``n_curve`` images of the training subset, and ``test_acc``, ``test_pgd_acc``
+    and ``test_pgd_correct`` (a count, for intervals) on ``n_test`` seeded test images.
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    cfg = recipe("robust_overfitting_mnist", budget)
+
+    def train(model: nn.Module):
+        _one_process_only("robust_overfitting_mnist", "its evaluation callback")
+        seed_everything(cfg["seed"])
+        train_set, val_set = _split(data.mnist(train=True, root=root), cfg)
+        test_set = data.mnist(train=False, root=root).subset(cfg["n_test"], seed=cfg["seed"])
+        device = get_device()
+        xv, yv = val_set.tensors(device=device)
+        xc, yc = train_set.subset(min(cfg["n_curve"], len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
+        xt, yt = test_set.tensors(device=device)
+        eval_time = [0.0]
+
+        def robust(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            generator = torch.Generator(device=device).manual_seed(cfg["seed"])
+            pgd = _attack("pgd", eps=cfg["eps"], steps=cfg["eval_steps"], generator=generator)
+            return robust_mask(net, x, y, pgd)
+
+        def callback(net: nn.Module, row: dict) -> None:
+            start, spent_before = time.perf_counter(), eval_time[0]
+            row["val_pgd_acc"] = float(robust(net, xv, yv).float().mean())
+            row["train_pgd_acc"] = float(robust(net, xc, yc).float().mean())
+            row["test_acc"] = float(correct_mask(net, xt, yt).float().mean())
+            correct = int(robust(net, xt, yt).sum())
+            row["test_pgd_correct"], row["test_pgd_acc"] = correct, correct / len(yt)
+            row["time_s"] = round(row["time_s"] - spent_before, 1)  # training time only
+            eval_time[0] += time.perf_counter() - start
+
+        adversary = pgd_adversary(cfg["eps"], steps=cfg["steps"], eps_ramp=cfg["eps_ramp"])
+        return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                   schedule="piecewise", warmup=0.0, adversary=adversary, evals=cfg["evals"], amp=cfg["amp"],
+                   seed=cfg["seed"], callback=callback)
+
+    return cache.load_or_train("robust_overfitting_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
+                               verbose=verbose)
 
 
 # ---------------------------------------------------------------------------- chapter 10 recipes
