@@ -410,6 +410,20 @@ def _fast_adversary(cfg: dict):
     return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"])
 
 
+def _untimed(callback: Callable[[nn.Module, dict], None]) -> Callable[[nn.Module, dict], None]:
+    """A :func:`advlib.train.fit` callback that runs ``callback`` and keeps the time spent in it (in
+    this and every earlier call) out of the history's ``time_s``, which then counts training only."""
+    spent = [0.0]  # seconds spent in the callback so far
+
+    def timed(net: nn.Module, row: dict) -> None:
+        start = time.perf_counter()
+        row["time_s"] = round(row["time_s"] - spent[0], 1)  # training time only
+        callback(net, row)
+        spent[0] += time.perf_counter() - start
+
+    return timed
+
+
 def _unpack_meta(model: nn.Module, key: str) -> nn.Module:
     """For a recipe whose training returned ``{"history": ..., key: ...}`` (which the cache keeps whole
     as the history): move ``key`` to ``model.meta[key]`` and leave the history table in
@@ -472,23 +486,18 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
         if cfg.get("early_stopping"):
             xt, yt = train_set.subset(min(500, len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
             stopper = fast.RobustEarlyStopping(xt, yt, cfg["eps"], steps=cfg["es_steps"])
-        eval_time = [0.0]  # seconds spent in the callback so far, kept out of time_s
-
         def callback(net: nn.Module, row: dict) -> None:
-            start, spent_before = time.perf_counter(), eval_time[0]
             row["val_acc"] = float(accuracy(net, xv, yv))
             row.update(fast.fgsm_diagnostics(net, xv, yv, cfg["eps"], pgd_steps=cfg["diag_steps"], seed=cfg["seed"]))
             row["fgsm_sign"] = fast.input_gradient_sign(net, xs, ys).tolist()
-            row["time_s"] = round(row["time_s"] - spent_before, 1)  # training time only
             if isinstance(adversary, fast.APARTAdversary):
                 row["alpha"], row["sigma"] = adversary.alpha.item(), adversary.sigma.item()
             if stopper is not None:  # last, so that the row it keeps is complete
                 stopper(net, row)
-            eval_time[0] += time.perf_counter() - start
 
         history = fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                       warmup=cfg["warmup"], adversary=adversary, regularizer=regularizer, evals=cfg["evals"],
-                      amp=cfg["amp"], seed=cfg["seed"], callback=callback)
+                      amp=cfg["amp"], seed=cfg["seed"], callback=_untimed(callback))
         if stopper is not None:
             return {"history": history, "early_stopping": stopper.restore(model)}
         return history
@@ -501,9 +510,9 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
                              verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD-7 at :math:`\epsilon = 0.3` on a small subset of MNIST
     (``n_train`` images) for many epochs with Rice et al.'s piecewise learning-rate decay
-    (:func:`advlib.loops.lr_factor`), to show *robust overfitting*: robust accuracy on the training
-    images keeps rising while on test images it peaks and falls. The returned weights are the last
-    ones.
+    (:func:`advlib.loops.lr_factor`), the setting in which Rice et al. saw *robust overfitting*
+    (robust accuracy on the training images keeps rising while on test images it peaks and falls).
+    The returned weights are the last ones.
 
     ``model.meta["history"]`` has a row per evaluation: the training columns of
     :func:`advlib.train.fit`, ``time_s`` (training time, evaluations excluded) and, under
@@ -525,7 +534,6 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
         xv, yv = val_set.tensors(device=device)
         xc, yc = train_set.subset(min(cfg["n_curve"], len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
         xt, yt = test_set.tensors(device=device)
-        eval_time = [0.0]
 
         def robust(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             generator = torch.Generator(device=device).manual_seed(cfg["seed"])
@@ -533,19 +541,16 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
             return robust_mask(net, x, y, pgd)
 
         def callback(net: nn.Module, row: dict) -> None:
-            start, spent_before = time.perf_counter(), eval_time[0]
             row["val_pgd_acc"] = float(robust(net, xv, yv).float().mean())
             row["train_pgd_acc"] = float(robust(net, xc, yc).float().mean())
             row["test_acc"] = float(correct_mask(net, xt, yt).float().mean())
             correct = int(robust(net, xt, yt).sum())
             row["test_pgd_correct"], row["test_pgd_acc"] = correct, correct / len(yt)
-            row["time_s"] = round(row["time_s"] - spent_before, 1)  # training time only
-            eval_time[0] += time.perf_counter() - start
 
         adversary = pgd_adversary(cfg["eps"], steps=cfg["steps"], eps_ramp=cfg["eps_ramp"])
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    schedule="piecewise", warmup=0.0, adversary=adversary, evals=cfg["evals"], amp=cfg["amp"],
-                   seed=cfg["seed"], callback=callback)
+                   seed=cfg["seed"], callback=_untimed(callback))
 
     return cache.load_or_train("robust_overfitting_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
