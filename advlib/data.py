@@ -242,16 +242,19 @@ class Loader:
     Much faster than a ``DataLoader`` over single items for in-memory data; iterating again
     reshuffles (with a generator seeded once, so a run is repeatable). With ``shard=(rank, world_size)``
     each batch is the share of rank ``rank`` of the global batch of ``batch_size``
-    (:func:`advlib.distributed.shard_indices`), for data-parallel training.
+    (:func:`advlib.distributed.shard_indices`), for data-parallel training. With ``indices=True``
+    each batch is ``(x, y, idx)``, ``idx`` the positions of its images in ``data`` (for an adversary
+    that keeps something per example, :class:`advlib.fast.APARTAdversary`).
 
     Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, device: torch.device | str | None = None,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, indices: bool = False) -> None:
         self.data = data
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.indices = indices
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.device = get_device() if device is None else torch.device(device)
@@ -262,7 +265,7 @@ class Loader:
         n = len(self.data)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.data)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
@@ -270,7 +273,8 @@ class Loader:
             if self.shard is not None:
                 idx = shard_indices(idx, *self.shard)
             x = self.data.images[idx].to(self.device, non_blocking=True).float().div_(255)
-            yield x, self.data.labels[idx].to(self.device, non_blocking=True)
+            y = self.data.labels[idx].to(self.device, non_blocking=True)
+            yield (x, y, idx.to(self.device)) if self.indices else (x, y)
 
 
 def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,

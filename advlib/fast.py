@@ -203,12 +203,11 @@ def gradalign_regularizer(eps: float, weight: float) -> Callable[[nn.Module, tor
 
 
 class APARTAdversary:
-    r"""An APART-style adversary (Li, Liu, Dong and Shang, 2020): FGSM from a random start whose
-    *step size* :math:`\alpha` and *start scale* :math:`\sigma` are parameters, learned by gradient
-    ascent on the training loss as the model trains,
+    r"""An APART-style adversary (Li, Liu, Dong and Shang, 2020): FGSM from a start whose *step size*
+    :math:`\alpha` and *start scale* :math:`\sigma` are parameters, learned by gradient ascent on the
+    training loss as the model trains,
 
     .. math:: \delta = \Pi_{[-\epsilon,\epsilon]^d}\big(\sigma\,u + \alpha\,\mathrm{sign}(\nabla_x L(h(x + \sigma u), y))\big),
-              \quad u \sim U[-1, 1]^d,
               \qquad \alpha \leftarrow \alpha + \eta_\alpha\, \partial_\alpha L(h(x + \delta), y)
 
     (and the same for :math:`\sigma`), each kept in ``[0, 2 eps]`` and ``[0, eps]``. The returned
@@ -216,17 +215,33 @@ class APARTAdversary:
     fills their gradients; the adversary takes its ascent step (Adam, learning rate ``lr``) at its
     next call. ``history`` records ``(alpha, sigma)`` after every step.
 
-    Where it differs from the paper's code: APART also keeps a per-example initialisation carried from
-    epoch to epoch (ATTA's accumulated perturbation) and adds learned layer-wise perturbations inside
-    the residual blocks; neither is here (``fit``'s batches carry no example indices, and the
-    chapter's CNN has no residual blocks). What is here is the idea the paper names first: the
-    perturbation generator has parameters that are strengthened as training goes on.
+    The start direction :math:`u \in [-1, 1]^d` is fresh uniform noise for every batch, or, with
+    ``n_examples`` (the size of the training set), the paper's *per-example stored initialisation*:
+    one :math:`u_i` per training example (uniform at first), carried from epoch to epoch and, after
+    each step on example :math:`i`, moved by the sign of the input gradient at its adversarial input
+    (which the training step's backward computes anyway):
+
+    .. math:: u_i \leftarrow \mathrm{clip}_{[-1, 1]}\big(u_i + (\alpha / \sigma)\,
+              \mathrm{sign}(\nabla_x L(h(x_i + \delta_i), y_i))\big),
+
+    so the start :math:`\sigma u_i` accumulates one more ascent step per epoch (as ATTA's
+    accumulated perturbations, on which the paper's code builds). Then the adversary has
+    ``uses_indices = True`` and :func:`advlib.train.fit` hands it each batch's example indices; the
+    update of a batch is applied at the next call, once the step's backward has filled the gradient.
+
+    Where it differs from the paper's code: their steps are SGD on :math:`\alpha` and
+    :math:`\sigma` with a cyclic learning rate and a strong weight decay, from almost 0; here Adam
+    from ``alpha`` and ``sigma`` (default eps each). Their learned layer-wise perturbations (a signed
+    step inside each residual block) are not here: the chapter's CNN has no residual blocks, and
+    the input perturbation is the one every evaluation attacks. What is here is the idea the paper
+    names first: the perturbation generator has parameters (and, with ``n_examples``, a memory) that
+    strengthen as training goes on.
 
     Taught in :ref:`ch-fast-training`.
     """
 
     def __init__(self, eps: float, *, alpha: float | None = None, sigma: float | None = None,
-                 lr: float = 1e-3) -> None:
+                 lr: float = 1e-3, n_examples: int | None = None) -> None:
         self.eps = check_positive(eps, "eps", allow_zero=False)
         a0 = 1.0 * self.eps if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
         s0 = 1.0 * self.eps if sigma is None else check_positive(sigma, "sigma")
@@ -235,6 +250,10 @@ class APARTAdversary:
         self.optimizer = torch.optim.Adam([self.alpha, self.sigma], lr=check_positive(lr, "lr", allow_zero=False),
                                           maximize=True)
         self.history: list[tuple[float, float]] = []
+        self.n_examples = None if n_examples is None else check_int(n_examples, "n_examples", minimum=1)
+        self.uses_indices = self.n_examples is not None
+        self.starts: torch.Tensor | None = None  # u_i of every example, made at the first call
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (indices, adversarial input)
 
     def _ascend(self) -> None:
         if self.alpha.grad is not None or self.sigma.grad is not None:
@@ -245,12 +264,48 @@ class APARTAdversary:
                 self.sigma.clamp_(0.0, self.eps)
             self.history.append((self.alpha.item(), self.sigma.item()))
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+    def _update_starts(self) -> None:
+        """Move the stored starts of the last batch by the sign of the gradient at its adversarial
+        input (when the training step's backward filled it)."""
+        if self._pending is None:
+            return
+        index, x_in = self._pending
+        self._pending = None
+        if x_in.grad is not None:
+            ratio = self.alpha.item() / max(self.sigma.item(), 1e-7)
+            step = ratio * x_in.grad.sign().to(self.starts.device, self.starts.dtype)
+            self.starts[index] = (self.starts[index] + step).clamp_(-1.0, 1.0)
+
+    def _start_directions(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        if not self.uses_indices:
+            return torch.empty_like(x).uniform_(-1.0, 1.0)
+        if index is None:
+            raise ValueError("this APARTAdversary stores a start per example (n_examples was given): call it "
+                             "with index= (advlib.train.fit does)")
+        index = index.to(x.device)
+        if index.shape != x.shape[:1] or index.dtype != torch.long:
+            raise ValueError(f"index must hold one long index per image ({x.shape[0]}), got "
+                             f"{tuple(index.shape)} {index.dtype}")
+        if self.starts is None:
+            self.starts = torch.empty((self.n_examples, *x.shape[1:]), device=x.device).uniform_(-1.0, 1.0)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.n_examples):
+            raise ValueError(f"index must be in [0, n_examples = {self.n_examples}), got "
+                             f"[{int(index.min())}, {int(index.max())}]")
+        return self.starts[index].to(x.dtype)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float,
+                 index: torch.Tensor | None = None) -> torch.Tensor:
+        if self.uses_indices:
+            self._update_starts()  # before the ascent step: the update reads the alpha it was made with
         self._ascend()
         alpha, sigma = self.alpha.to(x.device), self.sigma.to(x.device)
-        u = torch.empty_like(x).uniform_(-1.0, 1.0)
+        u = self._start_directions(x, index)
         start = torch.clamp(x + sigma.detach() * u, 0.0, 1.0)
         with eval_mode(model):
             grad = _input_gradient(model, start, y)
         delta = torch.clamp(sigma * u + alpha * grad.sign(), -self.eps, self.eps)
-        return torch.clamp(x + delta, 0.0, 1.0)
+        x_in = torch.clamp(x + delta, 0.0, 1.0)
+        if self.uses_indices:
+            x_in.retain_grad()  # the training step's backward fills x_in.grad, read at the next call
+            self._pending = (index, x_in)
+        return x_in

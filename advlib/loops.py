@@ -47,7 +47,8 @@ from .distributed import shard_indices
 from .utils import check_images, check_int, check_labels, check_positive, show_progress
 
 SCHEDULES = ("constant", "linear", "cosine", "piecewise")
-Batch = tuple[torch.Tensor, "torch.Tensor | None"]
+# (x, y), or (x, y, idx) with the examples' indices when asked for (indices=True)
+Batch = tuple[torch.Tensor, "torch.Tensor | None"] | tuple[torch.Tensor, "torch.Tensor | None", torch.Tensor]
 
 
 # ------------------------------------------------------------------------------ learning rates
@@ -105,15 +106,16 @@ class TensorBatches:
     a ``torch.Generator`` seeded once with ``seed``. With ``drop_last`` a pass has ``N // batch_size``
     full batches (one batch of all ``N`` when ``N < batch_size``); without, ``ceil(N / batch_size)``.
     With ``shard=(rank, world_size)`` each batch is rank ``rank``'s share of the global batch
-    (:func:`advlib.distributed.shard_indices`).
+    (:func:`advlib.distributed.shard_indices`). With ``indices=True`` each batch is ``(x, y, idx)``,
+    ``idx`` the rows of ``x`` it holds.
 
     Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int,
                  device: torch.device | str, drop_last: bool = False,
-                 shard: tuple[int, int] | None = None) -> None:
-        self.x, self.y, self.device = x, y, device
+                 shard: tuple[int, int] | None = None, indices: bool = False) -> None:
+        self.x, self.y, self.device, self.indices = x, y, device, indices
         self.batch_size = min(check_int(batch_size, "batch_size", minimum=1), x.shape[0])
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
@@ -129,7 +131,8 @@ class TensorBatches:
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             if self.shard is not None:
                 idx = shard_indices(idx, *self.shard)
-            yield self.x[idx].to(self.device), (None if self.y is None else self.y[idx].to(self.device))
+            y = None if self.y is None else self.y[idx].to(self.device)
+            yield (self.x[idx].to(self.device), y, idx.to(self.device)) if self.indices else (self.x[idx].to(self.device), y)
 
 
 def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
@@ -138,8 +141,8 @@ def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
 
 
 def batches(data, batch_size: int, *, seed: int, device: torch.device | str, drop_last: bool = False,
-            name: str = "data", labels: bool = False,
-            shard: tuple[int, int] | None = None) -> tuple[Iterator[Batch], int | None]:
+            name: str = "data", labels: bool = False, shard: tuple[int, int] | None = None,
+            indices: bool = False) -> tuple[Iterator[Batch], int | None]:
     """An endless stream of shuffled ``(x, y)`` batches of ``data`` on ``device``, and the number of
     batches in one pass (an epoch; ``None`` for a sampler).
 
@@ -153,7 +156,9 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
     ``drop_last`` drops a last partial batch (when there is at least one full one); the generative
     loops drop it, :func:`advlib.train.fit` keeps it. Never empty. With ``shard=(rank, world_size)``
     (data-parallel training, :func:`advlib.distributed.shard`), ``batch_size`` is the global batch and
-    each batch is this rank's share of it; the number of batches per epoch is the global one.
+    each batch is this rank's share of it; the number of batches per epoch is the global one. With
+    ``indices=True`` each batch is ``(x, y, idx)``, ``idx`` the positions of its examples in
+    ``data`` (not for a sampler, whose examples have none).
 
     Taught in :ref:`ch-preliminaries`.
     """
@@ -162,7 +167,7 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
         if len(data) == 0:
             raise ValueError(f"{name} is empty ({data!r}); it needs at least one image")
         loader = Loader(data, batch_size, shuffle=True, seed=seed, device=device,
-                        drop_last=drop_last and len(data) >= batch_size, shard=shard)
+                        drop_last=drop_last and len(data) >= batch_size, shard=shard, indices=indices)
         return _forever(loader), len(loader)
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         x, y = data
@@ -176,6 +181,8 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
         check_images(data, name, bounds=None, finite=False)
         x, y = data, None
     elif callable(data) and not labels:
+        if indices:
+            raise ValueError(f"{name}: a sampler n -> x has no example indices; give a tensor or an ImageData")
         if shard is not None:
             raise ValueError(f"{name}: a sampler n -> x cannot be sharded over processes; give a tensor or an ImageData")
 
@@ -187,7 +194,7 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
         allowed = ("an advlib.data.ImageData or an (x, y) pair of tensors" if labels else
                    "an advlib.data.ImageData, an (x, y) pair of tensors, a tensor x or a sampler n -> x")
         raise ValueError(f"{name} must be {allowed}, got {type(data).__name__}")
-    stream = TensorBatches(x, y, batch_size, seed, device, drop_last, shard)
+    stream = TensorBatches(x, y, batch_size, seed, device, drop_last, shard, indices)
     return _forever(stream), len(stream)
 
 

@@ -143,7 +143,11 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
         schedule: learning-rate schedule ``"linear"`` (warm-up then linear decay to 0, default),
             ``"cosine"`` (warm-up then cosine) or ``"constant"``; ``warmup`` is the warm-up fraction
             (:func:`advlib.loops.lr_factor`).
-        adversary: adversary function (see the module doc); ``None`` for standard training.
+        adversary: adversary function (see the module doc); ``None`` for standard training. An
+            adversary with the attribute ``uses_indices = True`` (one that keeps a state per training
+            example, e.g. :class:`advlib.fast.APARTAdversary` with ``n_examples``) is called as
+            ``adversary(model, x, y, progress, index=idx)``, ``idx`` the positions of the batch's
+            examples in ``data``.
         clean_weight: weight ``w`` of the clean loss when ``adversary`` is given. Then the clean
             pass alone updates batch-norm running statistics; the pass on ``x_in`` uses its batch's
             statistics without storing them (with ``clean_weight=0`` the pass on ``x_in``, the
@@ -197,7 +201,9 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     device = model_device(model)
     amp = resolve_amp(amp, device)
     shard = distributed.shard()
-    stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, labels=True, shard=shard)
+    uses_indices = bool(getattr(adversary, "uses_indices", False))
+    stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, labels=True, shard=shard,
+                                      indices=uses_indices)
     total = loops.total_steps(None, epochs, per_epoch)
     n_evals = max(1, math.ceil(epochs)) if evals is None else check_int(evals, "evals", minimum=1)
     eval_at = {min(total, round(total * (k + 1) / n_evals)) for k in range(n_evals)}
@@ -225,10 +231,15 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     try:
         with distributed.rank_random_state(seed, device):  # each rank its own random starts and dropout
             for t in range(1, total + 1):
-                x, y = next(stream)
+                x, y, *index = next(stream)  # index: [idx] when the adversary uses indices, else []
                 prog = (t - 1) / total
                 with bf16_autocast(device, amp):
-                    x_in = adversary(model, x, y, prog) if adversary is not None else x
+                    if adversary is None:
+                        x_in = x
+                    elif uses_indices:
+                        x_in = adversary(model, x, y, prog, index=index[0])
+                    else:
+                        x_in = adversary(model, x, y, prog)
                     model.train()
                     two_passes = adversary is not None and clean_weight > 0
                     # batch norm: only the clean pass updates the running statistics when there is one

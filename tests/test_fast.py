@@ -136,6 +136,70 @@ def test_apart_adversary_trains_and_keeps_its_bounds(tiny):
     assert all(0 < a <= 0.2 + 1e-6 and 0 <= s <= 0.1 + 1e-6 for a, s in adv.history)
 
 
+def test_apart_stored_starts_move_by_the_sign_of_the_gradient_at_the_adversarial_input(tiny, batch):
+    x, y = batch
+    adv = fast.APARTAdversary(0.1, alpha=0.05, sigma=0.08, lr=1e-2, n_examples=40)
+    assert adv.uses_indices
+    first = torch.arange(16) + 3
+    x_in = adv(tiny, x, y, 0.0, index=first)
+    starts = adv.starts.clone()
+    assert starts.shape == (40, 1, 12, 12) and starts.abs().max() <= 1
+    assert (x_in - x).abs().max() <= 0.1 + 1e-6
+    F.cross_entropy(tiny(x_in), y, reduction="sum").backward()
+    g = x_in.grad.clone()
+    adv(tiny, x, y, 0.0, index=torch.arange(16) + 20)  # applies the first batch's update, then steps alpha
+    moved = (starts[first] + (0.05 / 0.08) * g.sign()).clamp(-1, 1)
+    assert torch.allclose(adv.starts[first], moved)
+    untouched = torch.ones(40, dtype=torch.bool)
+    untouched[first] = False
+    assert torch.equal(adv.starts[untouched], starts[untouched])
+    # the next call on those examples starts from sigma * u_i, u_i the stored start
+    x_again = adv(tiny, x, y, 0.0, index=first)
+    alpha, sigma, u = adv.alpha.item(), adv.sigma.item(), adv.starts[first]
+    start = (x + sigma * u).clamp(0, 1)
+    with torch.enable_grad():
+        start.requires_grad_(True)
+        tiny.eval()
+        (grad,) = torch.autograd.grad(F.cross_entropy(tiny(start), y, reduction="sum"), start)
+    expected = (x + (sigma * u + alpha * grad.sign()).clamp(-0.1, 0.1)).clamp(0, 1)
+    assert torch.allclose(x_again, expected, atol=1e-6)
+
+
+def test_apart_stored_starts_through_fit_get_each_example_its_own(tiny):
+    x, y = toy_data(48)
+    adv = fast.APARTAdversary(0.1, lr=1e-2, n_examples=48)
+    calls = []
+    inner = adv.__call__
+
+    class Spy:
+        uses_indices = True
+
+        def __call__(self, model, xb, yb, progress, index=None):
+            calls.append(index.clone())
+            assert torch.equal(xb, x[index]) and torch.equal(yb, y[index])
+            return inner(model, xb, yb, progress, index=index)
+
+    train.fit(tiny, (x, y), epochs=2, batch_size=16, adversary=Spy(), progress=False)
+    assert sorted(torch.cat(calls[:3]).tolist()) == list(range(48))  # an epoch sees every example once
+    before = adv.starts.clone()
+    train.fit(tiny, (x, y), epochs=1, batch_size=16, adversary=Spy(), progress=False)
+    changed = (adv.starts != before).flatten(1).any(1)
+    assert changed.sum() >= 32  # every batch but the last of the epoch has been updated
+
+
+def test_apart_stored_starts_need_valid_indices(tiny, batch):
+    x, y = batch
+    adv = fast.APARTAdversary(0.1, n_examples=16)
+    with pytest.raises(ValueError, match="index="):
+        adv(tiny, x, y, 0.0)
+    with pytest.raises(ValueError, match=r"index must be in \[0, n_examples = 16\)"):
+        adv(tiny, x, y, 0.0, index=torch.arange(16) + 1)
+    with pytest.raises(ValueError, match="one long index per image"):
+        adv(tiny, x, y, 0.0, index=torch.arange(8))
+    with pytest.raises(ValueError, match="n_examples"):
+        fast.APARTAdversary(0.1, n_examples=0)
+
+
 @pytest.mark.parametrize("bad, name", [
     (lambda: fast.gradalign_regularizer(-0.1, 1.0), "eps"),
     (lambda: fast.gradalign_regularizer(0.1, -1.0), "weight"),

@@ -202,4 +202,4 @@ def test_command_line_trains_extended_cifar_at_its_eps(tiny_large, cache_in_tmp,
     assert "extended_cifar_32 (smoke) is cached at" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["train", "robust_mnist", "--eps", "0.4", "--budget", "smoke"])
-    assert "--eps is an option of subset_mnist and extended_cifar only" in capsys.readouterr().err
+    assert "--eps is an option of subset_mnist, extended_cifar and fast_cifar only" in capsys.readouterr().err

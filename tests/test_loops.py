@@ -64,6 +64,25 @@ def test_batches_of_images_and_samplers():
     assert per_epoch is None and next(stream)[0].shape == (5, 3)
 
 
+def test_batches_with_indices_name_the_rows_they_hold():
+    x, y = torch.arange(10.0).view(10, 1) * 3, torch.arange(10) + 100
+    stream, _ = loops.batches((x, y), 4, seed=0, device="cpu", labels=True, indices=True)
+    seen = []
+    for _ in range(3):  # one pass
+        xb, yb, idx = next(stream)
+        assert torch.equal(xb, x[idx]) and torch.equal(yb, y[idx]) and idx.dtype == torch.long
+        seen += idx.tolist()
+    assert sorted(seen) == list(range(10))
+    plain, _ = loops.batches((x, y), 4, seed=0, device="cpu", labels=True)
+    assert torch.equal(next(plain)[0], x[seen[:4]])  # asking for indices does not change the order
+    pixels = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    images = data.ImageData(pixels, torch.arange(10), tuple("0123456789"))
+    xb, yb, idx = next(loops.batches(images, 4, seed=0, device="cpu", indices=True)[0])
+    assert torch.equal(yb, idx) and torch.equal(xb[:, 0, 0, 0] * 255, idx.float())
+    with pytest.raises(ValueError, match="sampler n -> x has no example indices"):
+        loops.batches(lambda n: torch.ones(n, 3), 5, seed=0, device="cpu", indices=True)
+
+
 @pytest.mark.parametrize("data_, kw, match", [
     (torch.zeros(4, 1, 2, 2), dict(labels=True), r"data must be an advlib.data.ImageData or an \(x, y\) pair"),
     ((torch.zeros(4, 1, 2, 2), torch.zeros(3)), dict(), r"data: x and y must be tensors of the same length, got 4"),

@@ -153,6 +153,9 @@ def tiny_fast(tiny, monkeypatch):
     monkeypatch.setitem(zoo.RECIPES["fast_mnist"], "smoke",
                         dict(n_train=100, n_val=20, epochs=1, batch_size=50, lr=5e-3, warmup=0.4, eps=0.3, amp=False,
                              evals=2, diag_steps=2, es_steps=1, n_snapshots=2, seed=0))
+    monkeypatch.setitem(zoo.RECIPES["fast_cifar"], "smoke",
+                        dict(arch="small_cnn", n_train=100, n_val=20, epochs=1, batch_size=50, lr=2e-3, warmup=0.4,
+                             eps=8 / 255, amp=False, evals=2, diag_steps=2, es_steps=1, n_snapshots=2, seed=0))
 
 
 @pytest.mark.parametrize("method", sorted(zoo.FAST_METHODS))
@@ -167,7 +170,7 @@ def test_fast_recipe_records_its_diagnostics(tiny_fast, cache_in_tmp, method):
     assert signs.shape == (2, 2, 1, 28, 28) and set(signs.unique().tolist()) <= {-1, 0, 1}
     assert hist["time_s"][0] <= hist["time_s"][1]
     assert ("es_pgd_acc" in hist) == (method == "fgsm_rs_es")
-    assert ("alpha" in hist) == (method == "apart")
+    assert ("alpha" in hist) == method.startswith("apart")
     if method == "fgsm_rs_es":
         row = model.meta["early_stopping"]
         assert row["es_pgd_acc"] == max(hist["es_pgd_acc"])
@@ -188,6 +191,36 @@ def test_fast_recipe_overrides_are_new_cache_entries(tiny_fast, cache_in_tmp):
         zoo.fast_mnist("fgsm_rs", gradalign=1.0, budget="smoke")
 
 
+def test_fast_cifar_recipe_records_colour_snapshots_and_takes_eps(tiny_fast, cache_in_tmp):
+    model = zoo.fast_cifar("fgsm", budget="smoke", verbose=False)
+    hist = model.meta["history"]
+    assert model.meta["name"] == "fast_cifar_fgsm" and model.meta["config"]["eps"] == 8 / 255
+    signs = torch.tensor(hist["fgsm_sign"])
+    assert signs.shape == (2, 2, 3, 32, 32) and set(signs.unique().tolist()) <= {-1, 0, 1}
+    assert all(0 <= a <= 1 for a in hist["pgd_acc"]) and len(hist["grad_alignment"]) == 2
+    big = zoo.fast_cifar("fgsm", eps=16 / 255, budget="smoke", verbose=False)
+    assert big.meta["config"]["eps"] == 16 / 255 and len(list(cache_in_tmp.iterdir())) == 2
+    stored = zoo.fast_cifar("apart_stored", budget="smoke", verbose=False)
+    assert stored.meta["config"]["stored_starts"] and "alpha" in stored.meta["history"]
+    with pytest.raises(ValueError, match="method"):
+        zoo.fast_cifar("free", budget="smoke")
+
+
+def test_apart_stored_recipe_gives_its_adversary_one_start_per_training_image(tiny_fast, monkeypatch):
+    made = []
+    real = zoo.fast.APARTAdversary
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(zoo.fast, "APARTAdversary", spy)
+    zoo.fast_mnist("apart_stored", budget="smoke", verbose=False)
+    zoo.fast_mnist("apart", budget="smoke", verbose=False)
+    assert [a.n_examples for a in made] == [100, None]
+    assert made[0].starts.shape == (100, 1, 28, 28)
+
+
 def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fast, cache_in_tmp, capsys):
     from advlib.zoo.__main__ import main
 
@@ -196,7 +229,7 @@ def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fas
     assert [p.name.startswith("fast_mnist_apart-smoke-") for p in cache_in_tmp.iterdir()] == [True]
     with pytest.raises(SystemExit):
         main(["train", "robust_mnist", "--method", "apart", "--budget", "smoke"])
-    assert "--method is an option of fast_mnist only" in capsys.readouterr().err
+    assert "--method is an option of fast_mnist and fast_cifar only" in capsys.readouterr().err
 
 
 def test_command_line_trains_a_subset_model_and_needs_its_size(tiny, cache_in_tmp, capsys):

@@ -10,7 +10,8 @@ its settings describe. Nothing else in ``advlib`` reseeds the global random stat
 
 Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_language_model``
 (chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
-(chapter 09, one per fast-training method), ``robust_mnist_l2``, ``robust_cifar_l2`` and ``subset_mnist`` (chapter 08),
+and ``fast_cifar`` (chapter 09, one per fast-training method) and ``robust_overfitting_mnist``
+(chapter 09), ``robust_mnist_l2``, ``robust_cifar_l2`` and ``subset_mnist`` (chapter 08),
 ``plain_large_mnist``, ``extended_mnist``, ``iat_mnist`` and ``extended_cifar`` (chapter 10). The robust ones
 solve Madry et al.'s saddle-point problem
 
@@ -125,6 +126,20 @@ RECIPES: dict[str, dict[str, dict]] = {
                      amp="auto", evals=12, diag_steps=10, es_steps=5, n_snapshots=3, seed=0),
         "paper": dict(n_train=59500, n_val=500, epochs=10, batch_size=100, lr=5e-3, warmup=0.4, eps=0.3,
                       amp=False, evals=20, diag_steps=40, es_steps=5, n_snapshots=3, seed=0),
+    },
+    # Chapter 09 on CIFAR-10: chapter 07's small CNN with the fast_mnist adversaries (FAST_METHODS) at
+    # eps (an argument of the recipe; 8/255 by default), Adam with the cyclic learning rate of
+    # fast_mnist, batch 128, evaluated twice an epoch on 500 held-out images. book: 8 epochs on 10,000
+    # images. paper: Wong et al.'s 15 epochs on the whole training set (they train PreAct-ResNet18
+    # with SGD, cyclic up to 0.2).
+    "fast_cifar": {
+        "smoke": dict(arch="small_cnn", n_train=500, n_val=100, epochs=1, batch_size=128, lr=2e-3, warmup=0.4,
+                      eps=8 / 255, amp=False, evals=2, diag_steps=2, es_steps=2, n_snapshots=3, seed=0),
+        "book": dict(arch="small_cnn", n_train=10000, n_val=500, epochs=8, batch_size=128, lr=2e-3, warmup=0.4,
+                     eps=8 / 255, amp="auto", evals=16, diag_steps=10, es_steps=5, n_snapshots=3, seed=0),
+        "paper": dict(arch="preact_resnet18", n_train=49500, n_val=500, epochs=15, batch_size=128, lr=2e-3,
+                      warmup=0.4, eps=8 / 255, amp=False, evals=30, diag_steps=20, es_steps=5, n_snapshots=3,
+                      seed=0),
     },
     # Chapter 09: robust overfitting (Rice, Wong & Kolter, 2020). PGD-7 training of the Madry CNN at
     # eps = 0.3 (ramped over the first eps_ramp of training) on a small subset of MNIST for many
@@ -394,12 +409,15 @@ FAST_METHODS: dict[str, dict] = {
     "fgsm_rs_unclipped": dict(adversary="fgsm_rs", alpha=1.25, clip_start=False),
     "gradalign": dict(adversary="fgsm", alpha=1.0, gradalign=1.0),  # Andriushchenko & Flammarion
     "apart": dict(adversary="apart", alpha=1.0, sigma=1.0, apart_lr=1e-3),  # learned step and start scale
+    # ... and a start stored per training example, moved each epoch (the paper's per-example initialisation)
+    "apart_stored": dict(adversary="apart", alpha=1.0, sigma=1.0, apart_lr=1e-3, stored_starts=True),
     "pgd3": dict(adversary="pgd", alpha=0.5, steps=3),          # multi-step peers, for the cost table
     "pgd7": dict(adversary="pgd", alpha=2.5 / 7, steps=7),
 }
 
 
-def _fast_adversary(cfg: dict):
+def _fast_adversary(cfg: dict, n_examples: int):
+    """The adversary of a chapter-09 recipe's ``cfg`` for a training set of ``n_examples`` images."""
     eps, kind = cfg["eps"], cfg["adversary"]
     if kind == "fgsm":
         return fgsm_adversary(cfg["alpha"] * eps)
@@ -407,7 +425,8 @@ def _fast_adversary(cfg: dict):
         return fgsm_rs_adversary(eps, alpha=cfg["alpha"] * eps, clip_start=cfg.get("clip_start", True))
     if kind == "pgd":
         return pgd_adversary(eps, alpha=cfg["alpha"] * eps, steps=cfg["steps"])
-    return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"])
+    return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"],
+                               n_examples=n_examples if cfg.get("stored_starts") else None)
 
 
 def _untimed(callback: Callable[[nn.Module, dict], None]) -> Callable[[nn.Module, dict], None]:
@@ -446,7 +465,8 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
     :func:`advlib.train.fgsm_rs_adversary`), ``"fgsm_rs_es"`` (the same run with their early stopping:
     the returned weights are those of the evaluation where PGD-``es_steps`` accuracy on a fixed
     training batch of 500 images was highest), ``"gradalign"`` (FGSM plus the GradAlign penalty),
-    ``"apart"`` (:class:`advlib.fast.APARTAdversary`), and the multi-step peers ``"pgd3"`` and ``"pgd7"``.
+    ``"apart"`` (:class:`advlib.fast.APARTAdversary`), ``"apart_stored"`` (the same with a start stored
+    per training example, its ``n_examples``), and the multi-step peers ``"pgd3"`` and ``"pgd7"``.
     ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train``, ``seed`` and, for ``"gradalign"``,
     the penalty's weight ``gradalign`` (default 1) override the recipe (and enter the cache key), for
     sweeps.
@@ -461,31 +481,71 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
 
     Taught in :ref:`ch-fast-training`.
     """
+    cfg = _fast_config("fast_mnist", method, budget, alpha=alpha, lr=lr, epochs=epochs, n_train=n_train,
+                       seed=seed, gradalign=gradalign)
+    train = _fast_train("fast_mnist", cfg, lambda: data.mnist(train=True, root=root))
+    model = cache.load_or_train(f"fast_mnist_{method}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
+                                verbose=verbose)
+    return _unpack_meta(model, "early_stopping")
+
+
+def fast_cifar(method: str = "fgsm", *, eps: float | None = None, alpha: float | None = None,
+               lr: float | None = None, epochs: float | None = None, n_train: int | None = None,
+               seed: int | None = None, budget: str | None = None, retrain: bool = False, root=None,
+               verbose: bool = True) -> nn.Module:
+    r"""Chapter 07's small CIFAR-10 CNN trained at ``eps`` (L-inf; the recipe's default unless given)
+    with the fast-training adversary ``method``, one of ``FAST_METHODS`` (see :func:`fast_mnist`),
+    and the same diagnostics in ``model.meta["history"]`` (``fgsm_sign`` of ``n_snapshots`` held-out
+    images, 3 x 32 x 32 each). Adam with the cyclic learning rate of :func:`fast_mnist`, batch 128.
+    ``eps``, ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train`` and ``seed`` override the
+    recipe and enter the cache key. It shows catastrophic overfitting on CIFAR-10 at the scale a CPU
+    allows.
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    cfg = _fast_config("fast_cifar", method, budget, eps=eps, alpha=alpha, lr=lr, epochs=epochs,
+                       n_train=n_train, seed=seed)
+    train = _fast_train("fast_cifar", cfg, lambda: data.cifar10(train=True, root=root))
+    model = cache.load_or_train(f"fast_cifar_{method}", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
+                                verbose=verbose)
+    return _unpack_meta(model, "early_stopping")
+
+
+def _fast_config(name: str, method: str, budget: str | None, **overrides) -> dict:
+    """The settings of the chapter-09 recipe ``name`` for ``method`` (FAST_METHODS), with the
+    overrides that are not None."""
     if method not in FAST_METHODS:
         raise ValueError(f"method must be one of {sorted(FAST_METHODS)}, got {method!r}")
-    cfg = recipe("fast_mnist", budget)
+    cfg = recipe(name, budget)
     cfg.update(method=method, **FAST_METHODS[method])
-    if gradalign is not None and method != "gradalign":
+    if overrides.get("gradalign") is not None and method != "gradalign":
         raise ValueError(f"gradalign= is the weight of the GradAlign penalty, for method='gradalign' only, "
                          f"not {method!r}")
-    for key, value in dict(alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed,
-                           gradalign=gradalign).items():
+    for key, value in overrides.items():
         if value is not None:
             cfg[key] = value
+    return cfg
+
+
+def _fast_train(name: str, cfg: dict, load: Callable[[], data.ImageData]) -> Callable[[nn.Module], object]:
+    """A ``train(model)`` for the fast-training recipes: :func:`advlib.train.fit` with the method's
+    adversary (and regulariser), the held-out diagnostics after each evaluation and, for the
+    early-stopping methods, Wong et al.'s early stopping."""
 
     def train(model: nn.Module):
-        _one_process_only("fast_mnist", "its early-stopping callback")
+        _one_process_only(name, "its early-stopping callback")
         seed_everything(cfg["seed"])
-        train_set, val_set = _split(data.mnist(train=True, root=root), cfg)
+        train_set, val_set = _split(load(), cfg)
         device = get_device()
         xv, yv = val_set.tensors(device=device)
         xs, ys = xv[:cfg["n_snapshots"]], yv[:cfg["n_snapshots"]]
-        adversary = _fast_adversary(cfg)
+        adversary = _fast_adversary(cfg, len(train_set))
         regularizer = fast.gradalign_regularizer(cfg["eps"], cfg["gradalign"]) if "gradalign" in cfg else None
         stopper = None
         if cfg.get("early_stopping"):
             xt, yt = train_set.subset(min(500, len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
             stopper = fast.RobustEarlyStopping(xt, yt, cfg["eps"], steps=cfg["es_steps"])
+
         def callback(net: nn.Module, row: dict) -> None:
             row["val_acc"] = float(accuracy(net, xv, yv))
             row.update(fast.fgsm_diagnostics(net, xv, yv, cfg["eps"], pgd_steps=cfg["diag_steps"], seed=cfg["seed"]))
@@ -502,8 +562,7 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
             return {"history": history, "early_stopping": stopper.restore(model)}
         return history
 
-    model = cache.load_or_train(f"fast_mnist_{method}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
-    return _unpack_meta(model, "early_stopping")
+    return train
 
 
 def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, root=None,

@@ -24,12 +24,14 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--variant", choices=sorted(zoo.ARAE_VARIANTS), default=None,
                        help="arae_sentiment only: which weights of the two adversaries (default arae)")
     train.add_argument("--method", choices=sorted(zoo.FAST_METHODS), default=None,
-                       help="fast_mnist only: which fast-training method (default fgsm_rs)")
+                       help="fast_mnist and fast_cifar only: which fast-training method (default fgsm_rs on "
+                            "MNIST, fgsm on CIFAR-10)")
     train.add_argument("--n-train", type=int, default=None, dest="n_train",
                        help="subset_mnist only (required there): how many training images")
     train.add_argument("--eps", type=float, default=None,
                        help="subset_mnist: the L2 eps of adversarial training (default 0, standard training); "
-                            "extended_cifar: the L-inf eps, 16/255 or 32/255 (default 16/255)")
+                            "extended_cifar: the L-inf eps, 16/255 or 32/255 (default 16/255); "
+                            "fast_cifar: the L-inf eps (default the recipe's)")
     train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
     return p
 
@@ -39,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.variant is not None and args.name != "arae_sentiment":
         parser().error(f"--variant is an option of arae_sentiment only, not of {args.name}")
-    if args.method is not None and args.name != "fast_mnist":
-        parser().error(f"--method is an option of fast_mnist only, not of {args.name}")
+    if args.method is not None and args.name not in ("fast_mnist", "fast_cifar"):
+        parser().error(f"--method is an option of fast_mnist and fast_cifar only, not of {args.name}")
     if args.name != "subset_mnist" and args.n_train is not None:
         parser().error(f"--n-train is an option of subset_mnist only, not of {args.name}")
-    if args.name not in ("subset_mnist", "extended_cifar") and args.eps is not None:
-        parser().error(f"--eps is an option of subset_mnist and extended_cifar only, not of {args.name}")
+    if args.name not in ("subset_mnist", "extended_cifar", "fast_cifar") and args.eps is not None:
+        parser().error(f"--eps is an option of subset_mnist, extended_cifar and fast_cifar only, not of {args.name}")
     if args.name == "subset_mnist" and args.n_train is None:
         parser().error("subset_mnist needs --n-train (how many training images)")
     budget = _budget.current() if args.budget is None else args.budget
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         options["method"] = args.method
     if args.name == "subset_mnist":
         options.update(n_train=args.n_train, eps=0.0 if args.eps is None else args.eps)
-    if args.name == "extended_cifar" and args.eps is not None:
+    if args.name in ("extended_cifar", "fast_cifar") and args.eps is not None:
         options["eps"] = args.eps
     distributed.init()
     try:
