@@ -208,13 +208,13 @@ def test_fast_cifar_recipe_records_colour_snapshots_and_takes_eps(tiny_fast, cac
 
 def test_apart_stored_recipe_gives_its_adversary_one_start_per_training_image(tiny_fast, monkeypatch):
     made = []
-    real = zoo.fast.APARTAdversary
 
-    def spy(*args, **kwargs):
-        made.append(real(*args, **kwargs))
-        return made[-1]
+    class Spy(zoo.fast.APARTAdversary):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
 
-    monkeypatch.setattr(zoo.fast, "APARTAdversary", spy)
+    monkeypatch.setattr(zoo.fast, "APARTAdversary", Spy)
     zoo.fast_mnist("apart_stored", budget="smoke", verbose=False)
     zoo.fast_mnist("apart", budget="smoke", verbose=False)
     assert [a.n_examples for a in made] == [100, None]
