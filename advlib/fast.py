@@ -210,7 +210,11 @@ class APARTAdversary:
     .. math:: \delta = \Pi_{[-\epsilon,\epsilon]^d}\big(\sigma\,u + \alpha\,\mathrm{sign}(\nabla_x L(h(x + \sigma u), y))\big),
               \qquad \alpha \leftarrow \alpha + \eta_\alpha\, \partial_\alpha L(h(x + \delta), y)
 
-    (and the same for :math:`\sigma`), each kept in ``[0, 2 eps]`` and ``[0, eps]``. The returned
+    (and the same for :math:`\sigma`), each kept in ``[0, 2 eps]`` and ``[0, eps]``. With
+    ``weight_decay`` :math:`\lambda > 0` the ascent is on :math:`L - \tfrac{\lambda}{2}(\alpha^2 + \sigma^2)`,
+    which holds each parameter where the loss's pull :math:`\partial_\alpha L` equals
+    :math:`\lambda\alpha` instead of letting it run to the bound (the paper's code uses a weight
+    decay of 400 on its SGD steps, for the same reason). The returned
     input carries the graph back to :math:`\alpha` and :math:`\sigma`, so the training step's backward
     fills their gradients; the adversary takes its ascent step (Adam, learning rate ``lr``) at its
     next call. ``history`` records ``(alpha, sigma)`` after every step.
@@ -229,9 +233,10 @@ class APARTAdversary:
     ``uses_indices = True`` and :func:`advlib.train.fit` hands it each batch's example indices; the
     update of a batch is applied at the next call, once the step's backward has filled the gradient.
 
-    Where it differs from the paper's code: their steps are SGD on :math:`\alpha` and
-    :math:`\sigma` with a cyclic learning rate and a strong weight decay, from almost 0; here Adam
-    from ``alpha`` and ``sigma`` (default eps each). Their learned layer-wise perturbations (a signed
+    Where it differs from the paper's code: their steps are SGD with momentum on :math:`\alpha` and
+    :math:`\sigma` with a cyclic learning rate (up to :math:`5\cdot10^{-8}`) and weight decay 400,
+    from :math:`10^{-4}`; here Adam from ``alpha`` and ``sigma`` (default eps each), with
+    ``weight_decay`` (default 0) as above. Their learned layer-wise perturbations (a signed
     step inside each residual block) are not here: the chapter's CNN has no residual blocks, and
     the input perturbation is the one every evaluation attacks. What is here is the idea the paper
     names first: the perturbation generator has parameters (and, with ``n_examples``, a memory) that
@@ -241,14 +246,15 @@ class APARTAdversary:
     """
 
     def __init__(self, eps: float, *, alpha: float | None = None, sigma: float | None = None,
-                 lr: float = 1e-3, n_examples: int | None = None) -> None:
+                 lr: float = 1e-3, weight_decay: float = 0.0, n_examples: int | None = None) -> None:
         self.eps = check_positive(eps, "eps", allow_zero=False)
         a0 = 1.0 * self.eps if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
         s0 = 1.0 * self.eps if sigma is None else check_positive(sigma, "sigma")
         self.alpha = torch.tensor(float(a0), requires_grad=True)
         self.sigma = torch.tensor(float(s0), requires_grad=True)
+        # maximize=True negates the loss's gradient before the decay is added: ascent on L - wd/2 |p|^2
         self.optimizer = torch.optim.Adam([self.alpha, self.sigma], lr=check_positive(lr, "lr", allow_zero=False),
-                                          maximize=True)
+                                          maximize=True, weight_decay=check_positive(weight_decay, "weight_decay"))
         self.history: list[tuple[float, float]] = []
         self.n_examples = None if n_examples is None else check_int(n_examples, "n_examples", minimum=1)
         self.uses_indices = self.n_examples is not None

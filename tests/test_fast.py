@@ -136,6 +136,16 @@ def test_apart_adversary_trains_and_keeps_its_bounds(tiny):
     assert all(0 < a <= 0.2 + 1e-6 and 0 <= s <= 0.1 + 1e-6 for a, s in adv.history)
 
 
+def test_apart_weight_decay_pulls_its_parameters_down(tiny, batch):
+    x, y = batch
+    adv = fast.APARTAdversary(0.1, alpha=0.1, sigma=0.05, lr=1e-2, weight_decay=1e6)
+    F.cross_entropy(tiny(adv(tiny, x, y, 0.0)), y).backward()
+    adv(tiny, x, y, 0.0)  # the ascent step: the decay (1e6 x parameter) outweighs the loss's pull
+    assert adv.alpha.item() == pytest.approx(0.09, rel=1e-3) and adv.sigma.item() == pytest.approx(0.04, rel=1e-3)
+    with pytest.raises(ValueError, match="weight_decay"):
+        fast.APARTAdversary(0.1, weight_decay=-1.0)
+
+
 def test_apart_stored_starts_move_by_the_sign_of_the_gradient_at_the_adversarial_input(tiny, batch):
     x, y = batch
     adv = fast.APARTAdversary(0.1, alpha=0.05, sigma=0.08, lr=1e-2, n_examples=40)

@@ -217,7 +217,9 @@ def test_apart_stored_recipe_gives_its_adversary_one_start_per_training_image(ti
     monkeypatch.setattr(zoo.fast, "APARTAdversary", Spy)
     zoo.fast_mnist("apart_stored", budget="smoke", verbose=False)
     zoo.fast_mnist("apart", budget="smoke", verbose=False)
-    assert [a.n_examples for a in made] == [100, None]
+    zoo.fast_mnist("apart_wd", budget="smoke", verbose=False)
+    assert [a.n_examples for a in made] == [100, None, 100]
+    assert [a.optimizer.param_groups[0]["weight_decay"] for a in made] == [0.0, 0.0, 0.4]
     assert made[0].starts.shape == (100, 1, 28, 28)
 
 
