@@ -247,6 +247,17 @@ def test_command_line_trains_a_subset_model_and_needs_its_size(tiny, cache_in_tm
     assert "--n-train is an option of subset_mnist only" in capsys.readouterr().err
 
 
+def test_robust_overfitting_cifar_recipe_has_the_same_curves(tiny, monkeypatch, cache_in_tmp):
+    monkeypatch.setitem(zoo.RECIPES["robust_overfitting_cifar"], "smoke",
+                        dict(arch="small_cnn", n_train=60, n_val=20, n_curve=30, n_test=40, epochs=2, batch_size=20,
+                             lr=1e-3, eps=8 / 255, eps_ramp=0.2, steps=1, eval_steps=1, amp=False, evals=2, seed=0))
+    model = zoo.robust_overfitting_cifar(budget="smoke", verbose=False)
+    hist = model.meta["history"]
+    assert model.meta["name"] == "robust_overfitting_cifar" and hist["step"] == [3, 6]
+    assert all(c == round(a * 40) for c, a in zip(hist["test_pgd_correct"], hist["test_pgd_acc"]))
+    assert all(r <= c for r, c in zip(hist["test_pgd_acc"], hist["test_acc"])) and len(hist["train_pgd_acc"]) == 2
+
+
 def test_robust_overfitting_recipe_records_train_val_and_test_curves(tiny, monkeypatch, cache_in_tmp):
     monkeypatch.setitem(zoo.RECIPES["robust_overfitting_mnist"], "smoke",
                         dict(n_train=60, n_val=20, n_curve=30, n_test=40, epochs=2, batch_size=20, lr=1e-3,

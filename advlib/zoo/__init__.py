@@ -10,8 +10,8 @@ its settings describe. Nothing else in ``advlib`` reseeds the global random stat
 
 Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_language_model``
 (chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
-and ``fast_cifar`` (chapter 09, one per fast-training method) and ``robust_overfitting_mnist``
-(chapter 09), ``robust_mnist_l2``, ``robust_cifar_l2`` and ``subset_mnist`` (chapter 08),
+and ``fast_cifar`` (chapter 09, one per fast-training method), ``robust_overfitting_mnist`` and
+``robust_overfitting_cifar`` (chapter 09), ``robust_mnist_l2``, ``robust_cifar_l2`` and ``subset_mnist`` (chapter 08),
 ``plain_large_mnist``, ``extended_mnist``, ``iat_mnist`` and ``extended_cifar`` (chapter 10). The robust ones
 solve Madry et al.'s saddle-point problem
 
@@ -154,6 +154,19 @@ RECIPES: dict[str, dict[str, dict]] = {
                      eps=0.3, eps_ramp=0.2, steps=7, eval_steps=10, amp="auto", evals=25, seed=0),
         "paper": dict(n_train=1000, n_val=500, n_curve=1000, n_test=10000, epochs=200, batch_size=50, lr=1e-3,
                       eps=0.3, eps_ramp=0.2, steps=7, eval_steps=20, amp=False, evals=100, seed=0),
+    },
+    # Chapter 09: the same experiment on CIFAR-10 with chapter 07's small CNN at eps = 8/255 (PGD steps of
+    # 2.5 eps / steps from a random start). book: 1,000 images, 100 epochs. paper: Rice et al.'s 200
+    # epochs of PGD-10 on the whole training set, PreAct ResNet-18 (they use SGD 0.1; here Adam).
+    "robust_overfitting_cifar": {
+        "smoke": dict(arch="small_cnn", n_train=200, n_val=100, n_curve=100, n_test=100, epochs=2, batch_size=50,
+                      lr=1e-3, eps=8 / 255, eps_ramp=0.1, steps=2, eval_steps=2, amp=False, evals=2, seed=0),
+        "book": dict(arch="small_cnn", n_train=1000, n_val=500, n_curve=500, n_test=500, epochs=100,
+                     batch_size=50, lr=1e-3, eps=8 / 255, eps_ramp=0.1, steps=5, eval_steps=10, amp="auto",
+                     evals=20, seed=0),
+        "paper": dict(arch="preact_resnet18", n_train=49500, n_val=500, n_curve=1000, n_test=10000, epochs=200,
+                      batch_size=128, lr=1e-3, eps=8 / 255, eps_ramp=0.0, steps=10, eval_steps=20, amp=False,
+                      evals=100, seed=0),
     },
     # Chapter 03: adversarially regularised autoencoders on the sentiment corpus (sentences of at most
     # max_len tokens rated at least 0.5 from neutral), one LSTM decoder per sentiment. book: the
@@ -589,12 +602,38 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
     Taught in :ref:`ch-fast-training`.
     """
     cfg = recipe("robust_overfitting_mnist", budget)
+    train = _robust_overfitting_train("robust_overfitting_mnist", cfg, lambda train: data.mnist(train=train, root=root))
+    return cache.load_or_train("robust_overfitting_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
+                               verbose=verbose)
+
+
+def robust_overfitting_cifar(budget: str | None = None, retrain: bool = False, root=None,
+                             verbose: bool = True) -> nn.Module:
+    r"""Chapter 07's small CIFAR-10 CNN in :func:`robust_overfitting_mnist`'s experiment: PGD training at
+    :math:`\epsilon = 8/255` on a small subset of CIFAR-10 for many epochs with Rice et al.'s
+    piecewise learning-rate decay, and the same curves in ``model.meta["history"]``. The returned
+    weights are the last ones.
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    cfg = recipe("robust_overfitting_cifar", budget)
+    train = _robust_overfitting_train("robust_overfitting_cifar", cfg,
+                                      lambda train: data.cifar10(train=train, root=root))
+    return cache.load_or_train("robust_overfitting_cifar", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
+                               verbose=verbose)
+
+
+def _robust_overfitting_train(name: str, cfg: dict,
+                              load: Callable[[bool], data.ImageData]) -> Callable[[nn.Module], object]:
+    """A ``train(model)`` for the robust-overfitting recipes: PGD training on ``n_train`` images with
+    the piecewise schedule, and the PGD curves on held-out, training and test images (``load(True)``
+    is the training set, ``load(False)`` the test set)."""
 
     def train(model: nn.Module):
-        _one_process_only("robust_overfitting_mnist", "its evaluation callback")
+        _one_process_only(name, "its evaluation callback")
         seed_everything(cfg["seed"])
-        train_set, val_set = _split(data.mnist(train=True, root=root), cfg)
-        test_set = data.mnist(train=False, root=root).subset(cfg["n_test"], seed=cfg["seed"])
+        train_set, val_set = _split(load(True), cfg)
+        test_set = load(False).subset(cfg["n_test"], seed=cfg["seed"])
         device = get_device()
         xv, yv = val_set.tensors(device=device)
         xc, yc = train_set.subset(min(cfg["n_curve"], len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
@@ -617,8 +656,7 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
                    schedule="piecewise", warmup=0.0, adversary=adversary, evals=cfg["evals"], amp=cfg["amp"],
                    seed=cfg["seed"], callback=_untimed(callback))
 
-    return cache.load_or_train("robust_overfitting_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
-                               verbose=verbose)
+    return train
 
 
 # ---------------------------------------------------------------------------- chapter 10 recipes
