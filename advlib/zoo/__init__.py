@@ -500,12 +500,9 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
 
     Taught in :ref:`ch-fast-training`.
     """
-    cfg = _fast_config("fast_mnist", method, budget, alpha=alpha, lr=lr, epochs=epochs, n_train=n_train,
-                       seed=seed, gradalign=gradalign)
-    train = _fast_train("fast_mnist", cfg, lambda: data.mnist(train=True, root=root))
-    model = cache.load_or_train(f"fast_mnist_{method}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
-                                verbose=verbose)
-    return _unpack_meta(model, "early_stopping")
+    return _fast_recipe("fast_mnist", method, _mnist_cnn, lambda: data.mnist(train=True, root=root), budget,
+                        retrain, verbose, alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed,
+                        gradalign=gradalign)
 
 
 def fast_cifar(method: str = "fgsm", *, eps: float | None = None, alpha: float | None = None,
@@ -517,16 +514,24 @@ def fast_cifar(method: str = "fgsm", *, eps: float | None = None, alpha: float |
     and the same diagnostics in ``model.meta["history"]`` (``fgsm_sign`` of ``n_snapshots`` held-out
     images, 3 x 32 x 32 each). Adam with the cyclic learning rate of :func:`fast_mnist`, batch 128.
     ``eps``, ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train`` and ``seed`` override the
-    recipe and enter the cache key. It shows catastrophic overfitting on CIFAR-10 at the scale a CPU
-    allows.
+    recipe and enter the cache key. It asks whether catastrophic overfitting shows on CIFAR-10 at
+    the scale a CPU allows (at ``book``, chapter 09 finds that it does not).
 
     Taught in :ref:`ch-fast-training`.
     """
-    cfg = _fast_config("fast_cifar", method, budget, eps=eps, alpha=alpha, lr=lr, epochs=epochs,
-                       n_train=n_train, seed=seed)
-    train = _fast_train("fast_cifar", cfg, lambda: data.cifar10(train=True, root=root))
-    model = cache.load_or_train(f"fast_cifar_{method}", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
-                                verbose=verbose)
+    return _fast_recipe("fast_cifar", method, _cifar_model, lambda: data.cifar10(train=True, root=root), budget,
+                        retrain, verbose, eps=eps, alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed)
+
+
+def _fast_recipe(name: str, method: str, build: Callable[[dict], Callable[[], nn.Module]],
+                 load: Callable[[], data.ImageData], budget: str | None, retrain: bool, verbose: bool,
+                 **overrides) -> nn.Module:
+    """The chapter-09 recipe ``name`` for ``method``: its settings (with the overrides that are not
+    None), trained by :func:`_fast_train` on ``load()`` or loaded from the cache as
+    ``<name>_<method>``, with the early-stopping row unpacked into ``model.meta``."""
+    cfg = _fast_config(name, method, budget, **overrides)
+    model = cache.load_or_train(f"{name}_{method}", build(cfg), _fast_train(name, cfg, load), cfg, cfg["budget"],
+                                retrain, verbose=verbose)
     return _unpack_meta(model, "early_stopping")
 
 
