@@ -202,8 +202,23 @@ def test_fast_cifar_recipe_records_colour_snapshots_and_takes_eps(tiny_fast, cac
     assert big.meta["config"]["eps"] == 16 / 255 and len(list(cache_in_tmp.iterdir())) == 2
     stored = zoo.fast_cifar("apart_stored", budget="smoke", verbose=False)
     assert stored.meta["config"]["stored_starts"] and "alpha" in stored.meta["history"]
+    assert "width" not in model.meta["config"]  # the default leaves the cache key as it was
     with pytest.raises(ValueError, match="method"):
         zoo.fast_cifar("free", budget="smoke")
+
+
+def test_fast_cifar_width_builds_a_wider_cnn_under_its_own_cache_key(tiny_fast, cache_in_tmp):
+    narrow = zoo.fast_cifar("fgsm", budget="smoke", verbose=False)
+    wide = zoo.fast_cifar("fgsm", width=8, budget="smoke", verbose=False)
+    assert wide.meta["config"]["width"] == 8 and len(list(cache_in_tmp.iterdir())) == 2
+    assert wide.features[0].out_channels == 8 and narrow.features[0].out_channels == 32
+    again = zoo.fast_cifar("fgsm", width=8, budget="smoke", verbose=False)  # from the cache
+    assert again.features[0].out_channels == 8 and again.meta["history"] == wide.meta["history"]
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="width"):
+            zoo.fast_cifar("fgsm", width=bad, budget="smoke")
+    with pytest.raises(ValueError, match="width is an option of arch 'small_cnn' only"):
+        zoo._cifar_model({"arch": "preact_resnet18", "width": 64, "seed": 0})
 
 
 def test_apart_stored_recipe_gives_its_adversary_one_start_per_training_image(tiny_fast, monkeypatch):
@@ -232,6 +247,11 @@ def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fas
     with pytest.raises(SystemExit):
         main(["train", "robust_mnist", "--method", "apart", "--budget", "smoke"])
     assert "--method is an option of fast_mnist and fast_cifar only" in capsys.readouterr().err
+    assert main(["train", "fast_cifar", "--width", "8", "--budget", "smoke"]) == 0
+    assert "fast_cifar_fgsm (smoke) is cached at" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "fast_mnist", "--width", "8", "--budget", "smoke"])
+    assert "--width is an option of fast_cifar only" in capsys.readouterr().err
 
 
 def test_command_line_trains_a_subset_model_and_needs_its_size(tiny, cache_in_tmp, capsys):

@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
                        help="subset_mnist: the L2 eps of adversarial training (default 0, standard training); "
                             "extended_cifar: the L-inf eps, 16/255 or 32/255 (default 16/255); "
                             "fast_cifar: the L-inf eps (default the recipe's)")
+    train.add_argument("--width", type=int, default=None,
+                       help="fast_cifar only: the small CNN's first-layer channels (default 32)")
     train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
     return p
 
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--n-train is an option of subset_mnist only, not of {args.name}")
     if args.name not in ("subset_mnist", "extended_cifar", "fast_cifar") and args.eps is not None:
         parser().error(f"--eps is an option of subset_mnist, extended_cifar and fast_cifar only, not of {args.name}")
+    if args.width is not None and args.name != "fast_cifar":
+        parser().error(f"--width is an option of fast_cifar only, not of {args.name}")
     if args.name == "subset_mnist" and args.n_train is None:
         parser().error("subset_mnist needs --n-train (how many training images)")
     budget = _budget.current() if args.budget is None else args.budget
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         options.update(n_train=args.n_train, eps=0.0 if args.eps is None else args.eps)
     if args.name in ("extended_cifar", "fast_cifar") and args.eps is not None:
         options["eps"] = args.eps
+    if args.width is not None:
+        options["width"] = args.width
     distributed.init()
     try:
         model = getattr(zoo, args.name)(budget=budget, retrain=args.retrain, **options)
