@@ -282,12 +282,11 @@ def _cifar_model(cfg: dict) -> Callable[[], nn.Module]:
     archs = {"small_cnn": models.small_cifar_cnn, "preact_resnet18": models.preact_resnet18}
     if cfg["arch"] not in archs:
         raise ValueError(f"arch must be one of {sorted(archs)}, got {cfg['arch']!r}")
-
-    if "width" in cfg and cfg["arch"] != "small_cnn":
-        raise ValueError(f"width is an option of arch 'small_cnn' only, not of {cfg['arch']!r}")
-    if "width" in cfg and (not isinstance(cfg["width"], int) or cfg["width"] < 1):
-        raise ValueError(f"width must be a positive int, got {cfg['width']!r}")
-    options = {"width": cfg["width"]} if "width" in cfg else {}
+    options = {}
+    if "width" in cfg:
+        if cfg["arch"] != "small_cnn":
+            raise ValueError(f"width is an option of arch 'small_cnn' only, not of {cfg['arch']!r}")
+        options["width"] = check_int(cfg["width"], "width", minimum=1)
 
     def build() -> nn.Module:
         torch.manual_seed(cfg["seed"])
