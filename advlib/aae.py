@@ -26,7 +26,7 @@ from torch import nn
 from . import loops
 from .gan import adam, discriminator_loss, generator_loss
 from .models.autoencoders import GaussianEncoder
-from .utils import check_int, check_positive, model_device
+from .utils import check_int, check_positive, draw, model_device
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -53,7 +53,7 @@ class GaussianPrior:
                device=None) -> torch.Tensor:
         """``n`` samples ``(n, dim)``; ``labels`` is ignored (one component)."""
         check_int(n, "n", minimum=1)
-        return (self.std * torch.randn(n, self.dim, generator=generator)).to(device or "cpu")
+        return (self.std * draw(torch.randn, n, self.dim, generator=generator)).to(device or "cpu")
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         r""":math:`\log p(z)` per row."""
@@ -88,7 +88,7 @@ class MixturePrior:
         """``n`` samples ``(n, 2)``: row ``i`` from component ``labels[i]``, or a uniformly chosen one
         where ``labels`` is None or -1."""
         check_int(n, "n", minimum=1)
-        k = torch.randint(self.n_components, (n,), generator=generator)
+        k = draw(torch.randint, self.n_components, (n,), generator=generator, device="cpu")
         if labels is not None:
             labels = labels.detach().cpu().long()
             if labels.shape != (n,):
@@ -96,7 +96,7 @@ class MixturePrior:
             if labels.min() < -1 or labels.max() >= self.n_components:
                 raise ValueError(f"labels must lie in [-1, {self.n_components - 1}] (-1 = unlabelled)")
             k = torch.where(labels >= 0, labels, k)
-        e = torch.randn(n, 2, generator=generator) * torch.tensor(self.std)
+        e = draw(torch.randn, n, 2, generator=generator, device="cpu") * torch.tensor(self.std)
         r, t = self.directions[k], self.directions[k] @ torch.tensor([[0.0, 1.0], [-1.0, 0.0]])
         return (self.means[k] + e[:, :1] * r + e[:, 1:] * t).to(device or "cpu")
 
@@ -290,7 +290,7 @@ def train_vae(encoder: nn.Module, decoder: nn.Module, data, prior, *, epochs: fl
     for t in run:
         x, _ = next(run.stream)
         mu, logvar = encoder(x)
-        eps = torch.randn(mu.shape, generator=g_eps).to(mu)
+        eps = draw(torch.randn, mu.shape, generator=g_eps, device=mu.device).to(mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps
         rec = reconstruction_loss(decoder(z), x)
         if isinstance(prior, GaussianPrior):
@@ -380,7 +380,7 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     def noisy(x: torch.Tensor) -> torch.Tensor:
         if not input_noise:
             return x
-        return x + input_noise * torch.randn(x.shape, generator=g_noise).to(x)
+        return x + input_noise * draw(torch.randn, x.shape, generator=g_noise, device=x.device).to(x.dtype)
 
     for t in run:
         x, _ = next(run.stream)
@@ -392,8 +392,8 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
         # 2. regularisation: both discriminators, then the encoder as generator
         logits, z = encoder(noisy(x))
         q_y = logits.softmax(1)
-        y_prior = one_hot(torch.randint(num_classes, (n,), generator=gp), num_classes).to(device)
-        z_prior = (z_std * torch.randn(n, z.shape[1], generator=gp)).to(device)
+        y_prior = one_hot(draw(torch.randint, num_classes, (n,), generator=gp, device="cpu"), num_classes).to(device)
+        z_prior = (z_std * draw(torch.randn, n, z.shape[1], generator=gp, device="cpu")).to(device)
         d_loss = (discriminator_loss(disc_y(y_prior), disc_y(q_y.detach()))
                   + discriminator_loss(disc_z(z_prior), disc_z(z.detach())))
         loops.optimizer_step(opt_d, d_loss, "discriminator", t, run.total)
@@ -457,7 +457,7 @@ def encode(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000, sample: 
             mu, logvar = out
             out = mu
             if sample:
-                out = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g).to(mu)
+                out = mu + (0.5 * logvar).exp() * draw(torch.randn, mu.shape, generator=g, device=mu.device).to(mu.dtype)
         elif isinstance(out, tuple):
             out = out[-1]         # the style code of a semi-supervised encoder
         outs.append(out.cpu())

@@ -32,7 +32,7 @@ from torch import nn
 
 from .text import SentimentCorpus, Vocab, pad_batch
 from .loops import progress_bar
-from .utils import eval_mode, model_device
+from .utils import check_int, check_labels, draw, eval_mode, model_device
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, targets, lengths, labels
 
@@ -95,7 +95,7 @@ class ARAE(nn.Module):
         _, (h, _) = self.encoder(packed)
         code = F.normalize(self.to_code(h[-1]), dim=1)
         if noise_std > 0:
-            code = code + noise_std * torch.randn(code.shape, generator=generator, dtype=code.dtype).to(code.device)
+            code = code + noise_std * draw(torch.randn, code.shape, generator=generator, dtype=code.dtype, device=code.device)
         return code
 
     def decode_logits(self, code: torch.Tensor, inputs: torch.Tensor, attribute: int) -> torch.Tensor:
@@ -124,10 +124,11 @@ class ARAE(nn.Module):
 
     @torch.no_grad()
     def greedy_decode(self, code: torch.Tensor, attribute: int, max_len: int = 25) -> torch.Tensor:
-        """The argmax token at each step from ``<bos>``, fed back, for ``max_len`` steps: ``(N, max_len)``.
+        """The argmax token at each step from ``<bos>``, fed back, for ``max_len`` (>= 1) steps: ``(N, max_len)``.
 
         Taught in :ref:`ch-arae`."""
         self._check_attribute(attribute)
+        check_int(max_len, "max_len", minimum=1)
         token = torch.full((len(code), 1), 1, dtype=torch.long, device=code.device)  # <bos>
         state, out = None, []
         for _ in range(max_len):
@@ -142,7 +143,7 @@ class ARAE(nn.Module):
 
         Taught in :ref:`ch-arae`."""
         weight = self.generator[0].weight
-        s = torch.randn((n, self.noise_dim), generator=generator, dtype=weight.dtype).to(weight.device)
+        s = draw(torch.randn, (n, self.noise_dim), generator=generator, dtype=weight.dtype, device=weight.device)
         return self.generator(s)
 
     def _check_attribute(self, attribute: int) -> None:
@@ -207,7 +208,7 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     :math:`\hat c = u\, c_{\mathrm{real}} + (1 - u)\, c_{\mathrm{fake}}`, :math:`u \sim U(0, 1)`.
 
     Taught in :ref:`ch-arae`."""
-    u = torch.rand((len(real), 1), generator=generator, dtype=real.dtype).to(real.device)
+    u = draw(torch.rand, (len(real), 1), generator=generator, dtype=real.dtype, device=real.device)
     mixed = (u * real + (1 - u) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return ((grad.norm(dim=1) - 1) ** 2).mean()
@@ -237,14 +238,16 @@ def arae_round(model: ARAE, optimizers: ARAEOptimizers, batches: Sequence[Batch]
 
     Noise (code noise, prior samples, interpolation weights) comes from ``generator``. Returns the
     losses of the round (``w_distance`` is the critic's last estimate :math:`f_w(c) - f_w(g(s))`).
+    The first batch's ``labels`` must be attributes of the model (``ValueError`` before any update).
 
     Taught in :ref:`ch-arae`.
     """
     if len(batches) != 1 + settings.critic_steps:
         raise ValueError(f"batches must hold 1 + critic_steps = {1 + settings.critic_steps} batches, got {len(batches)}")
+    inputs, targets, lengths, labels = batches[0]
+    check_labels(labels, len(targets), "labels", model.n_attributes)
     model.train()
     opt, log = optimizers, {}
-    inputs, targets, lengths, labels = batches[0]
     # 1. reconstruction
     code = model.encode(targets, lengths, noise_std, generator)
     rec = model.reconstruction_loss(code, inputs, targets, labels)
@@ -328,9 +331,11 @@ def _batches_of(sequences: Sequence[Sequence[int]], size: int = 256) -> Iterator
 @torch.no_grad()
 def token_accuracy(model: ARAE, rows: Sequence[tuple[Sequence[int], int]], vocab: Vocab) -> float:
     """Teacher-forced next-token accuracy of reconstructing ``(ids, label)`` rows with each row's own
-    decoder, over all scored positions (``<eos>`` included).
+    decoder, over all scored positions (``<eos>`` included). No rows is an error, not an accuracy.
 
     Taught in :ref:`ch-arae`."""
+    if len(rows) == 0:
+        raise ValueError("rows must hold at least one (ids, label) row, got none")
     with eval_mode(model):
         device, right, total = model_device(model), 0, 0
         for _, chunk in _batches_of(rows):
@@ -375,12 +380,17 @@ def transfer(model: ARAE, vocab: Vocab, sentences: Sequence[Sequence[int]], targ
              max_len: int = 25) -> list[list[str]]:
     """Unaligned attribute transfer: encode each id sequence and decode it with the decoder of
     ``target`` (one attribute for all, or one per sentence). With ``target`` the sentence's own
-    attribute this is its reconstruction.
+    attribute this is its reconstruction. No sentences give no transfers (``[]``).
 
     Taught in :ref:`ch-arae`."""
     targets = [int(target)] * len(sentences) if isinstance(target, int) else [int(t) for t in target]
     if len(targets) != len(sentences):
         raise ValueError(f"target must be one int or one per sentence ({len(sentences)}), got {len(targets)}")
+    for a in ({target} if isinstance(target, int) else set(targets)):
+        model._check_attribute(a)
+    check_int(max_len, "max_len", minimum=1)
+    if len(sentences) == 0:
+        return []
     codes = encode_sentences(model, sentences, vocab)
     out: list[list[str]] = [[] for _ in sentences]
     for a in sorted(set(targets)):
@@ -416,6 +426,8 @@ def train_language_model(model: LanguageModel, sequences: Sequence[Sequence[int]
     eval mode.
 
     Taught in :ref:`ch-arae`."""
+    check_int(steps, "steps", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
     if len(sequences) < batch_size:
         raise ValueError(f"sequences must hold at least batch_size = {batch_size} sequences, got {len(sequences)}")
     device = model_device(model)
@@ -423,7 +435,7 @@ def train_language_model(model: LanguageModel, sequences: Sequence[Sequence[int]
     g = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(steps):
-        idx = torch.randint(len(sequences), (batch_size,), generator=g).tolist()
+        idx = draw(torch.randint, len(sequences), (batch_size,), generator=g).tolist()
         inputs, targets, _ = pad_batch([sequences[i] for i in idx], vocab, device)
         loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten(), ignore_index=0)
         _step(opt, loss, 1.0)

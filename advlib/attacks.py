@@ -32,7 +32,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .utils import check_images, check_int, check_labels, check_model_input, check_positive, eval_mode
+from .utils import check_images, check_int, check_labels, check_model_input, check_positive, draw, eval_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
@@ -72,11 +72,18 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     r"""The steepest-ascent direction of unit norm: ``sign(g)`` for L-inf, ``g / ||g||_2`` for L2.
 
+    Always finite: a NaN entry of ``g`` counts as 0, and an L2 gradient with infinite entries steps
+    along those entries (normalised), so no NaN can reach an adversarial image.
+
     Taught in :ref:`ch-pgd-training`.
     """
     if norm == "inf":
-        return grad.sign()
-    return grad / (_flat_norm(grad) + 1e-10)
+        return grad.sign().nan_to_num(nan=0.0)
+    grad = grad.nan_to_num(nan=0.0, posinf=float("inf"), neginf=-float("inf"))
+    norm2 = _flat_norm(grad)
+    # an example whose gradient has an infinite entry (or a norm past the float range) steps along
+    # its largest entries instead of dividing inf by inf: _unit rescales by the largest entry first
+    return torch.where(torch.isfinite(norm2), grad / (norm2 + 1e-10), _unit(grad.nan_to_num()))
 
 
 def random_delta(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -86,11 +93,10 @@ def random_delta(x: torch.Tensor, eps: float, norm: str, generator: torch.Genera
     Taught in :ref:`ch-pgd-training`.
     """
     if norm == "inf":
-        u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
-        return ((2 * u - 1) * eps).to(x.device, x.dtype)
-    g = torch.randn(x.shape, generator=generator, device="cpu" if generator is not None else x.device).to(x.device, x.dtype)
-    r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=generator,
-                   device="cpu" if generator is not None else x.device).to(x.device, x.dtype)
+        u = draw(torch.rand, x.shape, generator=generator, device=x.device)
+        return ((2 * u - 1) * eps).to(x.dtype)
+    g = draw(torch.randn, x.shape, generator=generator, device=x.device).to(x.dtype)
+    r = draw(torch.rand, (x.shape[0],) + (1,) * (x.dim() - 1), generator=generator, device=x.device).to(x.dtype)
     return g / (_flat_norm(g) + 1e-12) * r * eps
 
 
@@ -127,6 +133,18 @@ def _check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
     if y.max().item() >= logits.shape[1]:
         raise ValueError(f"y must hold class indices in [0, {logits.shape[1] - 1}] for this model, "
                          f"got a label {y.max().item()}")
+    bad = int((~torch.isfinite(logits.detach())).any(1).sum())
+    if bad:
+        raise ValueError(f"model returned NaN or infinite logits for {bad} of {logits.shape[0]} images of x; "
+                         "an attack on such outputs means nothing (check the model's weights)")
+
+
+def _check_losses(losses: torch.Tensor, n: int) -> None:
+    """Raise ``ValueError`` unless ``loss_fn`` gave one loss per example, shape (n,)."""
+    if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (n,):
+        shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+        raise ValueError(f"loss_fn must return one loss per example, shape ({n},), got {shape}; "
+                         "use reduction='none'")
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,6 +156,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
     logits = model(x)
     _check_classes(logits, y)
     losses = loss_fn(_as_float(logits), y)
+    _check_losses(losses, x.shape[0])
     (grad,) = torch.autograd.grad(losses.sum(), x)
     return grad.detach(), losses.detach()
 
@@ -299,9 +318,11 @@ def _forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch
         logits = model(x)
         if check_labels_of is not None:
             _check_classes(logits, check_labels_of)
-        if not need_grad:
-            return logits, loss_fn(_as_float(logits), y).float(), None
         losses = loss_fn(_as_float(logits), y)
+        if check_labels_of is not None:
+            _check_losses(losses, x.shape[0])
+        if not need_grad:
+            return logits, losses.float(), None
         (grad,) = torch.autograd.grad(losses.sum(), x)
     return logits.detach(), losses.detach().float(), grad.detach()
 
@@ -370,8 +391,7 @@ def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float
     xi = check_positive(xi, "xi", allow_zero=False)
     power_iterations = check_int(power_iterations, "power_iterations", minimum=0)
     x = _as_float(x.detach())
-    gen_device = "cpu" if generator is not None else x.device
-    d = _unit(torch.randn(x.shape, generator=generator, device=gen_device).to(x.device, x.dtype))
+    d = _unit(draw(torch.randn, x.shape, generator=generator, device=x.device).to(x.dtype))
     with eval_mode(model), torch.autocast(device_type=x.device.type, enabled=False):
         if power_iterations > 0:
             with torch.no_grad():

@@ -10,16 +10,20 @@ The hash of the config is exact: the config may hold only JSON values (numbers, 
 None, lists, dicts with string keys), numpy scalars, and numpy arrays or tensors (hashed by their
 dtype, shape and every byte); anything else (a function, an object) is a ``ValueError``.
 
-Files are written atomically (a temporary file in the same folder, then ``os.replace``) and read with
-``torch.load(..., weights_only=True)``; a file that cannot be read, or whose checksum does not match,
-raises :class:`CheckpointError` naming it. Taught in chapter 00.
+Files are written atomically (a temporary file ``<file name><8 characters>.tmp`` in the same folder,
+then ``os.replace``) and read with ``torch.load(..., weights_only=True)``; a file that cannot be read,
+or whose checksum does not match, raises :class:`CheckpointError` naming it. The temporary files of
+saves that were killed are removed by the next save of the same file, once they are an hour old
+(:func:`save`). Taught in chapter 00.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +36,7 @@ from . import budget as _budget
 from . import distributed
 
 ENV_VAR = "ADVLIB_CACHE"
+STALE_TEMP_S = 3600  # seconds; a temporary file of a save left unmodified this long is a killed save's
 
 
 class CheckpointError(RuntimeError):
@@ -131,22 +136,57 @@ def _checksum(state_dict: dict[str, torch.Tensor], meta: dict) -> str:
 
 
 def save(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write ``{"state_dict", "meta", "sha256"}`` to ``path`` atomically.
+    """Write ``{"state_dict", "meta", "sha256"}`` to ``path`` atomically: to a temporary file
+    ``<path><8 characters>.tmp`` beside it, then renamed to ``path``.
+
+    After a successful save, the temporary files of ``path`` that earlier saves left behind (a killed
+    process never removes its own) are removed, if they were last modified over ``STALE_TEMP_S``
+    (an hour) ago. A younger one may be another process's save of ``path`` in progress and is left alone;
+    only a writer stalled for an hour loses its temporary file, and its rename then fails with
+    ``FileNotFoundError`` (``path`` is never half-written).
 
     Taught in :ref:`ch-preliminaries`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = meta or {}
+    return atomic_save({"state_dict": state, "meta": meta, "sha256": _checksum(state, meta)}, path)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temporary files of ``path`` (as :func:`save` names them) last modified over
+    ``STALE_TEMP_S`` seconds ago; errors (a file already gone, a folder not listable) are ignored."""
+    name = re.compile(re.escape(path.name) + r"[a-z0-9_]{8}\.tmp")  # tempfile.mkstemp's 8 characters
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if name.fullmatch(entry.name) and time.time() - entry.stat().st_mtime > STALE_TEMP_S:
+                os.remove(entry.path)
+        except OSError:
+            pass
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` atomically: written to a temporary file ``<path><8 characters>.tmp``
+    in the same folder, then moved over ``path`` with ``os.replace``, so a reader never sees a torn
+    file (the folder is created). After it, the stale temporary files of ``path`` are removed (see
+    :func:`save`). Every file ``advlib`` writes with ``torch.save`` goes through here.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": state, "meta": meta, "sha256": _checksum(state, meta)}, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    _remove_stale_temps(path)
     return path
 
 

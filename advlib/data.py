@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from .distributed import shard_indices
-from .utils import check_int, get_device
+from .utils import check_int, draw, get_device
 
 ENV_VAR = "ADVLIB_DATA"
 MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first MNIST mirror
@@ -217,20 +217,20 @@ class ImageData(torch.utils.data.Dataset):
                 idx = (self.labels == c).nonzero().flatten()
                 if len(idx) < per_class:
                     raise ValueError(f"per_class={per_class} but class {c} has only {len(idx)} images")
-                picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+                picks.append(idx[draw(torch.randperm, len(idx), generator=g)[:per_class]])
             idx = torch.cat(picks)
-            idx = idx[torch.randperm(len(idx), generator=g)]
+            idx = idx[draw(torch.randperm, len(idx), generator=g)]
         else:
             if n is None:
                 raise ValueError("give n or per_class")
             check_int(n, "n", minimum=1)
-            idx = torch.randperm(len(self), generator=g)[: min(n, len(self))]
+            idx = draw(torch.randperm, len(self), generator=g)[: min(n, len(self))]
         return ImageData(self.images[idx], self.labels[idx], self.classes, f"{self.name}[subset]")
 
     def split(self, n_first: int, seed: int = 0) -> tuple["ImageData", "ImageData"]:
         """Shuffle with ``seed`` and split into the first ``n_first`` images and the rest."""
         check_int(n_first, "n_first", minimum=0)
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        idx = draw(torch.randperm, len(self), generator=torch.Generator().manual_seed(seed))
         a, b = idx[:n_first], idx[n_first:]
         return (ImageData(self.images[a], self.labels[a], self.classes, f"{self.name}[:{n_first}]"),
                 ImageData(self.images[b], self.labels[b], self.classes, f"{self.name}[{n_first}:]"))
@@ -267,7 +267,7 @@ class Loader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.data)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = draw(torch.randperm, n, generator=self.generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.shard is not None:
@@ -439,6 +439,25 @@ def load(name: str, train: bool = True, root: str | os.PathLike | None = None, d
     if name.lower() not in table:
         raise ValueError(f"name must be one of {sorted(table)}, got {name!r}")
     return table[name.lower()](train=train, root=root, download=download)
+
+
+#: The seed of the book's evaluation images (chapter 07's subset, which the later chapters share).
+EVAL_SEED = 2018
+
+
+def eval_subset(name: str, n: int, *, device: torch.device | str | None = None,
+                root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The book's evaluation images of ``name`` (``"mnist"`` or ``"cifar10"``): the first ``n`` test
+    images of one permutation seeded with ``EVAL_SEED``, as ``(x, y)`` on ``device``. Every
+    chapter evaluates on these, so two chapters that evaluate one model under one threat print the
+    same number, and a smaller ``n`` is always the start of a larger one.
+
+    Example: ``x, y = eval_subset("mnist", 1000)``
+
+    Taught in :ref:`ch-pgd-training`.
+    """
+    n = check_int(n, "n", minimum=1)
+    return load(name, train=False, root=root).subset(n, seed=EVAL_SEED).tensors(device=device)
 
 
 # --------------------------------------------------------------------------------- sample images

@@ -14,7 +14,9 @@ mean loss over the global batch:
 
 So the learning rate is the one for the global batch, as in one process. Without these variables
 (or with ``WORLD_SIZE=1``) nothing here starts a process group: every function gives the answer of a
-single process (rank 0 of 1) and :func:`advlib.train.fit` runs exactly as it always has.
+single process (rank 0 of 1) and :func:`advlib.train.fit` runs exactly as it always has. A rank waits
+for the others to join for at most ``$ADVLIB_DIST_TIMEOUT`` seconds (default 300), then gives up with
+an error naming the variables above.
 Taught in :ref:`app-scaling`.
 """
 from __future__ import annotations
@@ -22,17 +24,22 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
+from datetime import timedelta
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel
 
-from .utils import get_device, model_device
+from .utils import check_int, check_positive, get_device, model_device
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+TIMEOUT_ENV = "ADVLIB_DIST_TIMEOUT"
+JOIN_TIMEOUT_S = 300.0  # seconds a rank waits for the others to join, unless $ADVLIB_DIST_TIMEOUT says otherwise
 
 
 # --------------------------------------------------------------------------------- the process group
@@ -66,6 +73,11 @@ def init() -> bool:
     becomes the current one) and gloo otherwise. A group that the caller made itself is used as it is.
     In a single process this does nothing and returns ``False``.
 
+    Before waiting for the other ranks, it prints (to stderr) one line naming ``WORLD_SIZE``, ``RANK``,
+    ``MASTER_ADDR`` and ``MASTER_PORT``; if they have not all joined within ``$ADVLIB_DIST_TIMEOUT``
+    seconds (default 300), it raises ``RuntimeError`` naming the same variables. Once joined, the
+    collectives keep torch's own timeouts.
+
     Taught in :ref:`app-scaling`.
     """
     if initialized():
@@ -78,10 +90,23 @@ def init() -> bool:
                            f"are not set; start the processes with torchrun, e.g. torchrun --nproc_per_node=2 script.py")
     if not dist.is_available():
         raise RuntimeError("this build of PyTorch has no torch.distributed; data-parallel training needs it")
+    wait = check_positive(os.environ.get(TIMEOUT_ENV, "").strip() or JOIN_TIMEOUT_S, f"{TIMEOUT_ENV} (seconds)",
+                          allow_zero=False)
     device = get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    where = " ".join(f"{name}={os.environ[name]}" for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"))
+    print(f"advlib.distributed: joining the process group ({where}); waiting up to {wait:g} s "
+          f"for every rank (${TIMEOUT_ENV})", file=sys.stderr, flush=True)
+    try:  # torch's env:// rendezvous, with a bounded wait for the other ranks
+        store, rank_, size = next(dist.rendezvous("env://", timeout=timedelta(seconds=wait)))
+    except RuntimeError as e:
+        raise RuntimeError(f"the process group did not form within {wait:g} s ({where}): {type(e).__name__}: {str(e).rstrip('.')}. "
+                           f"Start every rank (torchrun --nproc_per_node=N does), check that MASTER_ADDR:MASTER_PORT "
+                           f"can be reached, or set {TIMEOUT_ENV} to wait longer (seconds)") from e
+    store.set_timeout(default_pg_timeout)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", store=store, rank=rank_,
+                            world_size=size)
     return dist.get_world_size() > 1
 
 
@@ -120,10 +145,12 @@ def is_main() -> bool:
 
 def per_rank(batch_size: int, name: str = "batch_size") -> int:
     """The part of a global batch of ``batch_size`` examples that each rank computes:
-    ``batch_size // world_size()``; a ``ValueError`` naming ``name`` unless it divides evenly.
+    ``batch_size // world_size()``; a ``ValueError`` naming ``name`` unless it is an integer >= 1 that
+    divides evenly.
 
     Taught in :ref:`app-scaling`.
     """
+    check_int(batch_size, name, minimum=1)
     n = world_size()
     if batch_size % n:
         raise ValueError(f"{name} is the global batch, split evenly over the {n} processes, so it must be a "
@@ -225,14 +252,20 @@ def mean_over_ranks(n: int, **means: torch.Tensor | float) -> tuple[int, dict[st
     returns the total count and, for each name, :math:`\\sum_r n_r m_r / \\sum_r n_r` (an all-reduce;
     every rank gets the same numbers). In a single process: ``n`` and the means as floats.
 
+    ``n`` must be an integer >= 0, and >= 1 on at least one rank (the means of no examples are
+    undefined): a ``ValueError`` naming ``n`` otherwise.
+
     Taught in :ref:`app-scaling`.
     """
+    check_int(n, "n", minimum=0 if world_size() > 1 else 1)
     nccl = world_size() > 1 and dist.get_backend() == "nccl"
     device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     totals = torch.tensor([float(n)] + [n * float(v) for v in means.values()], dtype=torch.float64, device=device)
     if world_size() > 1:
         dist.all_reduce(totals, op=dist.ReduceOp.SUM)
     count = totals[0].item()
+    if count == 0:
+        raise ValueError("n must be >= 1 on at least one rank: the means of no examples are undefined")
     return int(count), {name: (totals[1 + i] / count).item() for i, name in enumerate(means)}
 
 

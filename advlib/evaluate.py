@@ -17,7 +17,6 @@ Taught in chapters 00 (accuracy), 02 (:func:`mmd2`) and 07 (honest robust evalua
 from __future__ import annotations
 
 import functools
-import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -27,8 +26,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import attacks as _attacks
-from .utils import (bf16_autocast, check_images, check_int, check_labels, check_positive, eval_mode, model_device,
-                    resolve_amp, show_progress)
+from .utils import (bf16_autocast, check_images, check_int, check_labels, check_model_input, check_positive,
+                    eval_mode, model_device, resolve_amp, show_progress)
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,18 +40,20 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
 
     Taught in :ref:`ch-preliminaries`.
     """
-    correct, n = check_int(correct, "correct"), check_int(n, "n", minimum=1)
-    if correct > n:
-        raise ValueError(f"correct must be at most n={n}, got {correct}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    low = 0.0 if correct == 0 else max(0.0, centre - half)
-    high = 1.0 if correct == n else min(1.0, centre + half)
-    return low, high
+    from .stats import wilson_interval as _wilson  # computed with scipy.stats.binomtest
+    return _wilson(correct, n, confidence)
+
+
+def _count(value: int, name: str) -> int:
+    """``value`` as an int if it is a whole number >= 0 (an int, or a float or 0-d tensor holding one)."""
+    try:
+        v = int(value)
+        whole = not isinstance(value, bool) and v == value
+    except (TypeError, ValueError, RuntimeError):
+        whole = False
+    if not whole or v < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    return v
 
 
 class Accuracy(float):
@@ -69,7 +70,9 @@ class Accuracy(float):
     high: float
 
     def __new__(cls, correct: int, n: int) -> "Accuracy":
-        correct, n = int(correct), int(n)
+        correct, n = _count(correct, "correct"), _count(n, "n")
+        if correct > n:
+            raise ValueError(f"correct must be at most n={n}, got {correct}")
         obj = super().__new__(cls, correct / n if n else float("nan"))
         obj.correct, obj.n = correct, n
         obj.low, obj.high = wilson_interval(correct, n) if n else (float("nan"), float("nan"))
@@ -131,8 +134,25 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.T
     check_images(x, "x", bounds=None)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     dev = model_device(model)
+    out = []
     with eval_mode(model), _float32(dev):
-        return torch.cat([model(xb.to(dev)).float().to(x.device) for xb, _ in _batches(x, None, batch_size)])
+        for xb, _ in _batches(x, None, batch_size):
+            xb = xb.to(dev)
+            if not out:
+                check_model_input(model, xb, "x")
+            logits = model(xb)
+            _check_logits(logits, xb.shape[0])
+            out.append(logits.float().to(x.device))
+    return torch.cat(out)
+
+
+def _check_logits(logits: torch.Tensor, n: int) -> None:
+    """Raise ``ValueError`` unless the model returned a tensor of logits of shape (n, num_classes)."""
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"model must return a tensor of logits of shape (N, num_classes), got a "
+                         f"{type(logits).__name__}; wrap it so that forward returns the logits only")
+    if logits.dim() != 2 or logits.shape[0] != n:
+        raise ValueError(f"model must return logits of shape ({n}, num_classes), got {tuple(logits.shape)}")
 
 
 def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -141,7 +161,12 @@ def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
     Taught in :ref:`ch-preliminaries`.
     """
     check_labels(y, x.shape[0], "y")
-    return predict(model, x, batch_size).argmax(1) == y.to(x.device)
+    logits = predict(model, x, batch_size)
+    bad = int((~torch.isfinite(logits)).any(1).sum())
+    if bad:
+        raise ValueError(f"model returned NaN or infinite logits for {bad} of {logits.shape[0]} images of x; "
+                         "its accuracy is undefined (check the model's weights)")
+    return logits.argmax(1) == y.to(x.device)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> Accuracy:
@@ -154,9 +179,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 # ----------------------------------------------------------------------------- robust evaluation
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                         batch_size: int = 250, progress: bool = False, amp: bool | str = False) -> torch.Tensor:
+                         batch_size: int = 250, progress: bool = False, amp: bool | str = False, *,
+                         name: str | None = None) -> torch.Tensor:
     """``attack`` applied batch by batch; returns all adversarial examples (on ``x``'s device).
     ``amp``: run the attack under bfloat16 autocast (see :func:`advlib.utils.resolve_amp`).
+    Each batch the attack returns must be a finite tensor of the shape and dtype of its input; a
+    ``ValueError`` naming the attack (``name``, default its function's name) says otherwise.
 
     Taught in :ref:`ch-pgd-training`.
     """
@@ -170,9 +198,26 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     if show_progress(progress):
         it = tqdm(it, total=-(-x.shape[0] // batch_size), desc="attack", leave=False)
     for xb, yb in it:
+        xb = xb.to(dev)
         with bf16_autocast(dev, bf16):
-            out.append(attack(model, xb.to(dev), yb.to(dev)).to(x.device))
+            x_adv = attack(model, xb, yb.to(dev))
+        _check_attack_output(x_adv, xb, name or _name_of(attack))
+        out.append(x_adv.to(x.device))
     return torch.cat(out)
+
+
+def _check_attack_output(x_adv: torch.Tensor, xb: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError``, naming the attack, unless it returned finite images shaped and typed like ``xb``."""
+    if not isinstance(x_adv, torch.Tensor):
+        raise ValueError(f"attack {name!r} must return a tensor of images, got {type(x_adv).__name__}")
+    if x_adv.shape != xb.shape:
+        raise ValueError(f"attack {name!r} returned images of shape {tuple(x_adv.shape)} for a batch of "
+                         f"shape {tuple(xb.shape)}; it must return one image per input, same shape")
+    if x_adv.dtype != xb.dtype:
+        raise ValueError(f"attack {name!r} returned {x_adv.dtype} images for {xb.dtype} inputs; it must "
+                         "return the dtype it was given")
+    if not torch.isfinite(x_adv).all():
+        raise ValueError(f"attack {name!r} returned images with NaN or infinite values")
 
 
 def _named(attacks: Attack | Sequence[Attack] | Mapping[str, Attack]) -> dict[str, Attack]:
@@ -219,6 +264,23 @@ class RobustnessReport:
     def __str__(self) -> str:
         return self.table.to_string()
 
+    def merge(self, name: str, mask: torch.Tensor) -> "RobustnessReport":
+        """A new report with one more stage, ``name``: another attack's per-example robust ``mask``
+        (True = right under it) on the same examples, joined into the worst case.
+
+        Example: ``report.merge("PGD-100 x 10 restarts (study)", study_mask)``
+        """
+        if name in self.masks:
+            raise ValueError(f"name must be a new stage, got {name!r}; stages: {list(self.masks)}")
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != self.mask.shape:
+            raise ValueError(f"mask must be a bool tensor of shape {tuple(self.mask.shape)} (one entry per example), "
+                             f"got {getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+        worst = self.mask & mask.to(self.mask.device)
+        masks = {**self.masks, name: worst}
+        table = pd.concat([self.table, pd.DataFrame([Accuracy.of(worst).row()], index=[f"+ {name}"])])
+        table.index.name = self.table.index.name
+        return RobustnessReport(table=table, mask=worst, masks=masks, worst=Accuracy.of(worst))
+
 
 def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                attacks: Attack | Sequence[Attack] | Mapping[str, Attack], batch_size: int = 250,
@@ -241,7 +303,7 @@ def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     for name, atk in named.items():
         idx = mask.nonzero().squeeze(1)
         if idx.numel():
-            x_adv = adversarial_examples(model, x[idx], y[idx], atk, batch_size, progress, amp)
+            x_adv = adversarial_examples(model, x[idx], y[idx], atk, batch_size, progress, amp, name=name)
             mask[idx] = correct_mask(model, x_adv, y[idx], batch_size)
         masks[name] = mask.clone()
         rows.append({"stage": f"+ {name}", **Accuracy.of(mask).row()})
@@ -285,8 +347,12 @@ def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: It
     if isinstance(attack, str) and attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm', 'pgd' or a callable, got {attack!r}")
     fn = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}[attack] if isinstance(attack, str) else attack
+    if isinstance(eps_values, (str, bytes)) or not isinstance(eps_values, Iterable):
+        raise ValueError(f"eps_values must be a non-empty list of numbers, e.g. [0.1, 0.2], got {eps_values!r}")
+    eps_values = [check_positive(e, "eps_values") for e in eps_values]
+    if not eps_values:
+        raise ValueError("eps_values must be a non-empty list of numbers, got an empty one")
     rows = []
-    eps_values = list(eps_values)
     for eps in tqdm(eps_values, desc="eps sweep", leave=False, disable=not show_progress(progress)):
         acc = robust_accuracy(model, x, y, functools.partial(fn, eps=float(eps), **attack_kwargs), batch_size)
         rows.append({"eps": float(eps), **acc.row()})
@@ -295,11 +361,13 @@ def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: It
 
 # ----------------------------------------------------------------- independent evaluation (AutoAttack)
 AUTOATTACK_VERSIONS = {"fast": ("apgd-ce", "apgd-t"), "standard": ("apgd-ce", "apgd-t", "fab-t", "square")}
+# the fewest classes each attack's loss is defined for (targeted DLR: the 3rd and 4th largest logits)
+_MIN_CLASSES = {"apgd-ce": 2, "apgd-t": 4, "fab-t": 2, "square": 2}
 
 
 def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fast", *, steps: int = 100,
                        n_target_classes: int = 9, num_classes: int = 10, square_queries: int = 5000,
-                       seed: int = 0) -> dict[str, Attack]:
+                       seed: int = 0, only: Sequence[str] | None = None) -> dict[str, Attack]:
     """The attacks of AutoAttack (Croce & Hein, 2020), from ``torchattacks``, as a dict name -> attack
     for :func:`robustness` (so they can be combined with our own attacks in one worst case).
 
@@ -307,7 +375,9 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
     ``n_target_classes`` most likely other classes; ``"standard"`` adds targeted FAB and the
     black-box Square attack (``square_queries`` queries), as AutoAttack's standard version does.
     ``steps`` is the iterations of each APGD / FAB run (AutoAttack: 100), the knob that fits it to a
-    CPU. The attacks run on the model in eval mode; parameters' gradients are not touched.
+    CPU. ``only`` picks attacks by key instead of a version (some of ``"apgd-ce"``, ``"apgd-t"``,
+    ``"fab-t"``, ``"square"``, run in that order). The attacks run on the model in eval mode;
+    parameters' gradients are not touched; each checks that the model has ``num_classes`` outputs.
 
     Taught in :ref:`ch-pgd-training`.
     """
@@ -315,13 +385,25 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
 
     if version not in AUTOATTACK_VERSIONS:
         raise ValueError(f"version must be one of {sorted(AUTOATTACK_VERSIONS)}, got {version!r}")
+    keys = AUTOATTACK_VERSIONS[version]
+    if only is not None:
+        unknown = sorted(set(only) - set(_MIN_CLASSES))
+        if unknown or not only:
+            raise ValueError(f"only must name some of {list(_MIN_CLASSES)}, got {only!r}")
+        keys = tuple(k for k in _MIN_CLASSES if k in only)
     norm_name = {"inf": "Linf", "2": "L2"}[_attacks.normalize_norm(norm)]
     steps = check_int(steps, "steps", minimum=1)
     num_classes = check_int(num_classes, "num_classes", minimum=2)
     n_target_classes = check_int(n_target_classes, "n_target_classes", minimum=1)
     if n_target_classes > num_classes - 1:
         raise ValueError(f"n_target_classes must be at most num_classes - 1 = {num_classes - 1}, got {n_target_classes}")
-    eps = float(eps)
+    needs = max(_MIN_CLASSES[k] for k in keys)
+    if num_classes < needs:
+        chosen = f"version={version!r}" if only is None else f"only={list(keys)}"
+        raise ValueError(f"num_classes must be at least {needs} for {chosen} (the targeted DLR loss "
+                         f"reads the 3rd and 4th largest logits), got {num_classes}; attack a model with fewer "
+                         "classes with advlib.attacks.pgd")
+    eps = check_positive(eps, "eps")
     builders = {
         "apgd-ce": lambda m: torchattacks.APGD(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
                                                loss="ce", seed=seed),
@@ -333,7 +415,10 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
                                                 n_restarts=1, seed=seed),
     }
     names = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T (DLR)", "fab-t": "FAB-T", "square": "Square"}
-    return {names[k]: _TorchattacksAttack(builders[k], names[k]) for k in AUTOATTACK_VERSIONS[version]}
+    settings = {"norm": norm_name, "eps": eps, "steps": steps, "n_target_classes": n_target_classes,
+                "square_queries": square_queries, "seed": seed, "torchattacks": torchattacks.__version__}
+    return {names[k]: _TorchattacksAttack(builders[k], names[k], num_classes, {"attack": k, **settings})
+            for k in keys}
 
 
 def _with_targets(atk, n_target_classes: int):
@@ -346,8 +431,9 @@ class _TorchattacksAttack:
     given, run in eval mode (modes restored), in float32, with the parameters frozen for the call
     (some torchattacks attacks call ``backward``, which would otherwise add to their ``.grad``)."""
 
-    def __init__(self, build: Callable[[nn.Module], object], name: str):
-        self.build, self.__name__ = build, name
+    def __init__(self, build: Callable[[nn.Module], object], name: str, num_classes: int, config: dict):
+        self.build, self.__name__, self.num_classes = build, name, num_classes
+        self.config = {**config, "num_classes": num_classes}  # everything the result depends on (a cache key)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -355,6 +441,12 @@ class _TorchattacksAttack:
             for p in params:
                 p.requires_grad_(False)
             with eval_mode(model), _float32(x.device):
+                with torch.no_grad():
+                    logits = model(x[:1])
+                _check_logits(logits, 1)
+                if logits.shape[1] != self.num_classes:
+                    raise ValueError(f"num_classes must be the model's number of outputs, {logits.shape[1]}, "
+                                     f"for {self.__name__}; got num_classes={self.num_classes}")
                 return self.build(model)(x, y).detach()
         finally:
             for p in params:
@@ -391,6 +483,9 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)
         raise ValueError(f"x and y must be (N, d) and (M, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise ValueError("x and y need at least 2 rows each")
+    for name, t in (("x", x), ("y", y)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
     bws = [check_positive(b, "bandwidths", allow_zero=False) for b in bandwidths]
     if not bws:
         raise ValueError("bandwidths must not be empty")

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from . import attacks
 from .evaluate import Accuracy, attack as _attack, correct_mask, robust_accuracy
-from .utils import check_images, check_int, check_labels, check_positive, eval_mode
+from .utils import check_images, check_int, check_labels, check_positive, eval_mode, new_generator
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -66,6 +66,7 @@ def gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     Taught in :ref:`ch-fast-training`.
     """
     eps = check_positive(eps, "eps")
+    check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
     eta = attacks.random_delta(x, eps, "inf", generator)
     with eval_mode(model):
@@ -111,7 +112,7 @@ def fgsm_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     check_images(x, "x")
     check_labels(y, x.shape[0], "y")
     check_int(pgd_steps, "pgd_steps", minimum=1)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = new_generator(seed)
     x_fgsm = attacks.fgsm(model, x, y, eps=eps)
     x_pgd = attacks.pgd(model, x, y, eps=eps, steps=pgd_steps, restarts=pgd_restarts, generator=generator)
     with eval_mode(model):
@@ -155,7 +156,7 @@ class RobustEarlyStopping:
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def __call__(self, model: nn.Module, row: dict) -> None:
-        generator = torch.Generator(device=self.x.device).manual_seed(self.seed)
+        generator = new_generator(self.seed)
         pgd = _attack("pgd", eps=self.eps, steps=self.steps, generator=generator)
         acc = float(robust_accuracy(model, self.x, self.y, pgd))
         row["es_pgd_acc"] = acc
@@ -294,6 +295,9 @@ class APARTAdversary:
                              f"{tuple(index.shape)} {index.dtype}")
         if self.starts is None:
             self.starts = torch.empty((self.n_examples, *x.shape[1:]), device=x.device).uniform_(-1.0, 1.0)
+        elif self.starts.shape[1:] != x.shape[1:]:
+            raise ValueError(f"x must have the image shape this APARTAdversary stores starts for, "
+                             f"{tuple(self.starts.shape[1:])}, got {tuple(x.shape[1:])}; use one adversary per data set")
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.n_examples):
             raise ValueError(f"index must be in [0, n_examples = {self.n_examples}), got "
                              f"[{int(index.min())}, {int(index.max())}]")

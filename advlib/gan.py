@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import loops
-from .utils import check_int, check_positive, model_device
+from .utils import check_int, check_positive, draw, model_device
 
 Sampler = Callable[[int], torch.Tensor]
 LOG4 = math.log(4.0)
@@ -129,7 +129,7 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
     gz = torch.Generator().manual_seed(seed + 1) if generator is None else generator
 
     def noise(n: int) -> torch.Tensor:
-        return torch.randn(n, G.z_dim, generator=gz).to(device)
+        return draw(torch.randn, n, G.z_dim, generator=gz, device=device)
 
     history, bar = loops.History(per_epoch), loops.progress_bar(total, f"GAN ({loss})", progress)
     G.train(), D.train()

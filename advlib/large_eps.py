@@ -35,10 +35,21 @@ from torch import nn
 from . import attacks
 from .evaluate import Attack
 from .train import Adversary
-from .utils import check_int, check_positive
+from .utils import check_images, check_int, check_positive
 
 
 # ------------------------------------------------------------------------------- eps schedules
+def _check_threshold(threshold: float) -> float:
+    """``float(threshold)`` if it is a number in (0, 1), else ``ValueError`` naming ``threshold``."""
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}") from None
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    return t
+
+
 def staircase_eps(eps_max: float, stages: int, *, eps_min: float | None = None) -> Callable[[float], float]:
     r"""IAT's schedule as a function of the training progress :math:`p \in [0, 1)`: ``stages`` equal
     stages, stage :math:`k = \lfloor pK \rfloor` at
@@ -56,6 +67,8 @@ def staircase_eps(eps_max: float, stages: int, *, eps_min: float | None = None) 
             raise ValueError(f"eps_min must be at most eps_max = {eps_max}, got {eps_min}")
 
     def eps_at(progress: float) -> float:
+        if not 0.0 <= progress <= 1.0:
+            raise ValueError(f"progress must be the share of training done, in [0, 1], got {progress!r}")
         k = min(stages - 1, math.floor(progress * stages))
         if eps_min is None:  # the paper's form, computed as written
             return eps_max * (k + 1) / stages
@@ -117,10 +130,8 @@ class BinarizedClassifier(nn.Module):
 
     def __init__(self, classifier: nn.Module, threshold: float = 0.5, *, straight_through: bool = False):
         super().__init__()
-        if not 0.0 < float(threshold) < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.classifier = classifier
-        self.threshold = float(threshold)
+        self.threshold = _check_threshold(threshold)
         self.straight_through_gradient = bool(straight_through)
 
     def binarize(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,6 +172,8 @@ def flippable_fraction(x: torch.Tensor, eps: float, threshold: float = 0.5) -> t
     Taught in :ref:`ch-large-perturbations`.
     """
     eps = check_positive(eps, "eps")
+    threshold = _check_threshold(threshold)
+    check_images(x, "x")
     flat = x.flatten(1)
     above = flat > threshold
     can_flip = torch.where(above, (flat - eps).clamp(min=0.0) <= threshold,

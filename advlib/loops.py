@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageData, Loader
 from .distributed import shard_indices
-from .utils import check_images, check_int, check_labels, check_positive, show_progress
+from .utils import check_images, check_int, check_labels, check_positive, draw, show_progress
 
 SCHEDULES = ("constant", "linear", "cosine", "piecewise")
 # (x, y), or (x, y, idx) with the examples' indices when asked for (indices=True)
@@ -126,7 +126,7 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        order = torch.randperm(self.x.shape[0], generator=self.generator)
+        order = draw(torch.randperm, self.x.shape[0], generator=self.generator)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             if self.shard is not None:
@@ -216,12 +216,13 @@ def total_steps(steps: int | None, epochs: float | None, per_epoch: int | None) 
 
 
 def log_steps(total: int, log_every: int | None, per_epoch: int | None) -> set[int]:
-    """The steps (1-based) after which a history row is written: every ``log_every`` steps (default one
-    epoch, or a tenth of the run for a sampler), and the last step.
+    """The steps (1-based) after which a history row is written: every ``log_every`` steps (an integer
+    >= 1; ``None`` for the default: one epoch, or a tenth of the run for a sampler), and the last step.
 
     Taught in :ref:`ch-preliminaries`.
     """
-    every = check_int(log_every or per_epoch or max(1, total // 10), "log_every", minimum=1)
+    default = per_epoch or max(1, total // 10)
+    every = check_int(default if log_every is None else log_every, "log_every", minimum=1)
     return set(range(every, total + 1, every)) | {total}
 
 

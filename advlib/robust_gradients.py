@@ -37,7 +37,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import attacks
-from .utils import check_int, check_positive, eval_mode
+from .utils import check_int, check_positive, draw, eval_mode
 
 SALIENCY_METHODS = ("gradient", "saliency", "smoothgrad", "integrated_gradients")
 
@@ -72,10 +72,10 @@ class TsiprasToy:
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` draws: ``x`` of shape (n, d + 1) (column 0 is the robust feature) and ``y`` in {-1, +1}."""
         n = check_int(n, "n", minimum=1)
-        y = torch.randint(0, 2, (n,), generator=generator).float() * 2 - 1
-        agree = torch.rand(n, generator=generator) < self.p
+        y = draw(torch.randint, 0, 2, (n,), generator=generator, device="cpu").float() * 2 - 1
+        agree = draw(torch.rand, n, generator=generator, device="cpu") < self.p
         x1 = torch.where(agree, y, -y)
-        weak = self.eta * y[:, None] + torch.randn(n, self.d, generator=generator)
+        weak = self.eta * y[:, None] + draw(torch.randn, n, self.d, generator=generator, device="cpu")
         return torch.cat([x1[:, None], weak], dim=1), y
 
 

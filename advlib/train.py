@@ -164,6 +164,7 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
             only where bf16 is native (:func:`advlib.utils.bf16_is_native`): about 2x faster on a CPU
             with AVX512-BF16, but 13x *slower* on an AVX2-only CPU, where it is emulated.
         seed: seeds the shuffles (``unlabelled`` uses ``seed + 1``); the global random state is not touched.
+        grad_clip: when given (> 0), the gradient's global L2 norm is clipped to it before each step.
         callback: called as ``callback(model, row)`` after each evaluation.
 
     Raises ``FloatingPointError`` when the loss is not finite (the NaN guard), naming the step.
@@ -184,6 +185,8 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     if unlabelled_batch_size is not None:
         check_int(unlabelled_batch_size, "unlabelled_batch_size", minimum=1)
     check_schedule(schedule, warmup)
+    if grad_clip is not None:
+        grad_clip = check_positive(grad_clip, "grad_clip", allow_zero=False)
     if unlabelled is not None and getattr(regularizer, "uses_labels", False):
         raise ValueError("unlabelled= cannot be used with a regularizer that uses labels (uses_labels=True, e.g. "
                          "gradalign_regularizer): it runs on the labelled batch; drop unlabelled")

@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import os
 import random
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,15 +29,32 @@ def get_device() -> torch.device:
     several processes, each process of a node takes its own GPU, ``cuda:LOCAL_RANK``
     (:mod:`advlib.distributed`).
 
-    Set ``ADVLIB_DEVICE`` (e.g. ``cpu``) to override the choice.
+    Set ``ADVLIB_DEVICE`` to override the choice: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (any case);
+    a ``ValueError`` naming it if it is none of these or that device is not available here.
 
     Taught in :ref:`ch-preliminaries`.
     """
     global _DEVICE
     if _DEVICE is None:
-        wanted = os.environ.get("ADVLIB_DEVICE")
+        wanted = os.environ.get("ADVLIB_DEVICE", "").strip()
         if wanted:
-            _DEVICE = torch.device(wanted)
+            allowed = "'cpu', 'cuda', 'cuda:N' or 'mps' (or unset: CUDA when available, else the CPU)"
+            try:
+                device = torch.device(wanted.lower())
+            except RuntimeError:
+                device = None
+            if device is None or device.type not in ("cpu", "cuda", "mps"):
+                raise ValueError(f"ADVLIB_DEVICE must be {allowed}, got {wanted!r}")
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"ADVLIB_DEVICE={wanted!r} but CUDA is not available on this machine; "
+                                 f"set ADVLIB_DEVICE=cpu or unset it")
+            if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+                raise ValueError(f"ADVLIB_DEVICE={wanted!r} but this machine has {torch.cuda.device_count()} "
+                                 f"CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            if device.type == "mps" and not torch.backends.mps.is_available():
+                raise ValueError(f"ADVLIB_DEVICE={wanted!r} but MPS is not available on this machine; "
+                                 f"set ADVLIB_DEVICE=cpu or unset it")
+            _DEVICE = device
         elif torch.cuda.is_available() and _launched_as_one_of_several():
             _DEVICE = torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
         else:
@@ -103,13 +120,15 @@ def bf16_autocast(device: torch.device | str, enabled: bool) -> contextlib.Abstr
 
 
 def show_progress(progress: bool | None = None) -> bool:
-    """Whether to draw tqdm progress bars: ``progress`` if given, else ``$ADVLIB_PROGRESS`` != "0".
+    """Whether to draw tqdm progress bars: ``progress`` if given, else on unless ``$ADVLIB_PROGRESS``
+    is ``0``, ``false``, ``no`` or ``off`` (in any case, spaces around ignored); unset, empty or any
+    other value means on.
 
     Taught in :ref:`ch-preliminaries`.
     """
     if progress is not None:
         return bool(progress)
-    return os.environ.get("ADVLIB_PROGRESS", "1").strip() not in ("0", "false", "no", "off")
+    return os.environ.get("ADVLIB_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -121,6 +140,35 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def new_generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed``: the one kind of generator ``advlib`` makes.
+
+    Draw from it with :func:`draw`, which puts the numbers on any device afterwards; a CPU generator
+    gives the same numbers on every machine, CUDA or not, so a seeded attack or diagnostic is
+    reproducible across devices.
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    return torch.Generator().manual_seed(check_int(seed, "seed"))
+
+
+def draw(sampler: Callable[..., torch.Tensor], *args, generator: torch.Generator | None = None,
+         device: torch.device | str | None = None, **kwargs) -> torch.Tensor:
+    """``sampler(*args, **kwargs)`` (``torch.rand``, ``torch.randn``, ``torch.randint``, ...) drawn
+    correctly for any device: with a ``generator``, on the generator's own device (where torch
+    requires it), then moved to ``device``; without one, directly on ``device`` from torch's global
+    stream. ``kwargs`` (e.g. ``dtype``) go to the sampler. Every seeded random draw in ``advlib``
+    goes through here.
+
+    Example: ``u = draw(torch.rand, x.shape, generator=g, device=x.device)``
+
+    Taught in :ref:`ch-pgd-training`.
+    """
+    if generator is None:
+        return sampler(*args, device=device, **kwargs)
+    return sampler(*args, generator=generator, device=generator.device, **kwargs).to(device)
 
 
 def model_device(model: nn.Module) -> torch.device:

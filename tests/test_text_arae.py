@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advlib import arae, text, zoo
+from advlib import arae, data, text, zoo
 from advlib.data import DataNotFoundError
 
 
@@ -56,6 +56,7 @@ def test_the_offline_corpus_has_all_its_sentences():
 def test_a_missing_corpus_names_the_files_to_place(tmp_path, monkeypatch):
     monkeypatch.delenv("ADVLIB_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "is_online", lambda *a, **k: False)  # offline: no download to fall back on
     with pytest.raises(DataNotFoundError, match="text/sentiment/tweets_GroundTruth.txt"):
         text.sentiment_sentences(root=tmp_path, sources=["tweets"])
 

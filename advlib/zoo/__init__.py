@@ -6,7 +6,11 @@ trained. The settings are part of the cache key: changing a recipe retrains it.
 
 A recipe is an entry point, like a chapter's setup cell: it seeds the global random state with its
 ``seed`` before building the model (and before training it), so that the model it caches is the one
-its settings describe. Nothing else in ``advlib`` reseeds the global random state.
+its settings describe. Nothing else in ``advlib`` reseeds the global random state. Every recipe takes
+``seed=``: ``None`` (the default) keeps the recipe's own seed and so every existing cache key; another
+seed trains (and caches) another run of the same recipe, and :func:`over_seeds` trains or loads a
+recipe over several seeds and tabulates a metric across them, with the mean and its interval. Only
+the training is reseeded: the chapter-03 recipes keep their corpus split.
 
 Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_language_model``
 (chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
@@ -29,16 +33,17 @@ chapter-03 and chapter-09 recipes train in one process only.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 from torch import nn
 
 from .. import budget as _budget
-from .. import arae, cache, data, distributed, fast, large_eps, models, text
-from ..evaluate import accuracy, attack as _attack, correct_mask, robust_mask
+from .. import arae, cache, data, distributed, fast, large_eps, models, stats, text
+from ..evaluate import Accuracy, accuracy, attack as _attack, correct_mask, robust_mask
 from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary, recompute_batch_norm, vat_regularizer
-from ..utils import check_int, check_positive, get_device, seed_everything
+from ..utils import check_int, check_positive, get_device, new_generator, seed_everything
 
 RECIPES: dict[str, dict[str, dict]] = {
     # Chapter 00: the Madry CNN trained normally on MNIST.
@@ -205,24 +210,53 @@ RECIPES["robust_cifar_l2"] = {
 }
 
 
-def recipe(name: str, budget: str | None = None) -> dict:
-    """The settings of recipe ``name`` at ``budget`` (default: the active budget).
+def recipe(name: str, budget: str | None = None, seed: int | None = None) -> dict:
+    """The settings of recipe ``name`` at ``budget`` (default: the active budget); ``seed``, when
+    given, replaces the recipe's own (``None`` keeps it, and with it every existing cache key).
 
     Taught in :ref:`ch-preliminaries`.
     """
     if name not in RECIPES:
         raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
-    return dict(_budget.pick(budget, **RECIPES[name]))
+    cfg = dict(_budget.pick(budget, **RECIPES[name]))
+    if seed is not None:
+        cfg["seed"] = check_int(seed, "seed")
+    return cfg
 
 
-def standard_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def over_seeds(recipe_fn: Callable[..., nn.Module], seeds: Sequence[int], metric: Callable[[nn.Module], float],
+               **kwargs) -> tuple[pd.DataFrame, "stats.SeedMean"]:
+    """Train (or load) ``recipe_fn(**kwargs, seed=s)`` for each seed in ``seeds`` and measure
+    ``metric(model)`` on each: returns a table (``seed``, ``value``, and ``n``, ``ci_low``, ``ci_high``
+    when the metric is an :class:`~advlib.evaluate.Accuracy`) and the mean over seeds with its Student-t
+    interval (:func:`advlib.stats.seed_mean`; at least 2 seeds).
+
+    Example: ``table, mean = zoo.over_seeds(zoo.fast_mnist, [0, 1, 2], lambda m: accuracy(m, x, y), method="fgsm")``
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    seeds = [check_int(s, "seeds") for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must hold at least 2 different seeds, got {seeds}")
+    rows = []
+    for s in seeds:
+        value = metric(recipe_fn(**kwargs, seed=s))
+        row = {"seed": s, "value": float(value)}
+        if isinstance(value, Accuracy):
+            row.update(n=value.n, ci_low=value.low, ci_high=value.high)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table, stats.seed_mean(table["value"].to_numpy())
+
+
+def standard_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     """The Madry MNIST CNN trained without adversarial examples (Adam, linear decay). Chapter 00.
 
     At the ``book`` budget: 3 epochs over the 60k training images, about 99% test accuracy.
 
     Taught in :ref:`ch-preliminaries`.
     """
-    cfg = recipe("standard_mnist", budget)
+    cfg = recipe("standard_mnist", budget, seed)
 
     def train(model: nn.Module):
         seed_everything(cfg["seed"])
@@ -295,7 +329,7 @@ def _cifar_model(cfg: dict) -> Callable[[], nn.Module]:
     return build
 
 
-def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD adversarial training at :math:`\epsilon = 0.3` (L-inf).
     Chapter 07.
 
@@ -309,13 +343,13 @@ def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, ve
 
     Taught in :ref:`ch-pgd-training`.
     """
-    cfg = recipe("robust_mnist", budget)
+    cfg = recipe("robust_mnist", budget, seed)
 
     train = _train_with(cfg, lambda: data.mnist(train=True, root=root), adversarial=True)
     return cache.load_or_train("robust_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
-def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     """The small CIFAR-10 CNN (:func:`advlib.models.small_cifar_cnn`) trained without adversarial
     examples; PreAct-ResNet18 at the ``paper`` budget. Chapter 07.
 
@@ -324,13 +358,13 @@ def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, 
 
     Taught in :ref:`ch-pgd-training`.
     """
-    cfg = recipe("standard_cifar", budget)
+    cfg = recipe("standard_cifar", budget, seed)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=False)
     return cache.load_or_train("standard_cifar", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 
-def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The small CIFAR-10 CNN trained with PGD adversarial training at :math:`\epsilon = 8/255`
     (L-inf); PreAct-ResNet18 with Madry et al.'s PGD-7 at the ``paper`` budget. Chapter 07.
 
@@ -339,14 +373,14 @@ def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, ve
 
     Taught in :ref:`ch-pgd-training`.
     """
-    cfg = recipe("robust_cifar", budget)
+    cfg = recipe("robust_cifar", budget, seed)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
     return cache.load_or_train("robust_cifar", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 
 # ---------------------------------------------------------------------------- chapter 08 recipes
-def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD adversarial training against an L2 adversary,
     :math:`\|\delta\|_2 \le \epsilon = 2.0`. Chapter 08.
 
@@ -359,13 +393,13 @@ def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None,
 
     Taught in :ref:`ch-robust-gradients`.
     """
-    cfg = recipe("robust_mnist_l2", budget)
+    cfg = recipe("robust_mnist_l2", budget, seed)
 
     train = _train_with(cfg, lambda: data.mnist(train=True, root=root), adversarial=True)
     return cache.load_or_train("robust_mnist_l2", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
-def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The small CIFAR-10 CNN of :func:`robust_cifar` trained with PGD adversarial training against an
     L2 adversary, :math:`\|\delta\|_2 \le \epsilon = 0.5`; PreAct-ResNet18 at the ``paper`` budget.
     Chapter 08.
@@ -377,14 +411,14 @@ def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None,
 
     Taught in :ref:`ch-robust-gradients`.
     """
-    cfg = recipe("robust_cifar_l2", budget)
+    cfg = recipe("robust_cifar_l2", budget, seed)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
     return cache.load_or_train("robust_cifar_l2", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 
 def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retrain: bool = False, root=None,
-                 verbose: bool = True) -> nn.Module:
+                 verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The Madry MNIST CNN trained on ``n_train`` seeded training images for the recipe's fixed number
     of steps: normally when ``eps`` is 0, else with L2 PGD adversarial training at ``eps`` (``pgd_steps``
     steps of eps/2 from a random start, as :func:`robust_mnist_l2`). For Tsipras et al.'s Figure 1:
@@ -395,7 +429,7 @@ def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retr
     """
     n_train = check_int(n_train, "n_train", minimum=1)
     eps = float(check_positive(eps, "eps"))
-    cfg = recipe("subset_mnist", budget)
+    cfg = recipe("subset_mnist", budget, seed)
     cfg.update(n_train=n_train, eps=eps)
 
     def train(model: nn.Module):
@@ -597,7 +631,7 @@ def _fast_train(name: str, cfg: dict, load: Callable[[], data.ImageData]) -> Cal
 
 
 def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, root=None,
-                             verbose: bool = True) -> nn.Module:
+                             verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD-7 at :math:`\epsilon = 0.3` on a small subset of MNIST
     (``n_train`` images) for many epochs with Rice et al.'s piecewise learning-rate decay
     (:func:`advlib.loops.lr_factor`), the setting in which Rice et al. saw *robust overfitting*
@@ -613,14 +647,14 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
 
     Taught in :ref:`ch-fast-training`.
     """
-    cfg = recipe("robust_overfitting_mnist", budget)
+    cfg = recipe("robust_overfitting_mnist", budget, seed)
     train = _robust_overfitting_train("robust_overfitting_mnist", cfg, lambda train: data.mnist(train=train, root=root))
     return cache.load_or_train("robust_overfitting_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 
 def robust_overfitting_cifar(budget: str | None = None, retrain: bool = False, root=None,
-                             verbose: bool = True) -> nn.Module:
+                             verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""Chapter 07's small CIFAR-10 CNN in :func:`robust_overfitting_mnist`'s experiment: PGD training at
     :math:`\epsilon = 8/255` on a small subset of CIFAR-10 for many epochs with Rice et al.'s
     piecewise learning-rate decay, and the same curves in ``model.meta["history"]``. The returned
@@ -628,7 +662,7 @@ def robust_overfitting_cifar(budget: str | None = None, retrain: bool = False, r
 
     Taught in :ref:`ch-fast-training`.
     """
-    cfg = recipe("robust_overfitting_cifar", budget)
+    cfg = recipe("robust_overfitting_cifar", budget, seed)
     train = _robust_overfitting_train("robust_overfitting_cifar", cfg,
                                       lambda train: data.cifar10(train=train, root=root))
     return cache.load_or_train("robust_overfitting_cifar", _cifar_model(cfg), train, cfg, cfg["budget"], retrain,
@@ -652,7 +686,7 @@ def _robust_overfitting_train(name: str, cfg: dict,
         xt, yt = test_set.tensors(device=device)
 
         def robust(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            generator = torch.Generator(device=device).manual_seed(cfg["seed"])
+            generator = new_generator(cfg["seed"])
             pgd = _attack("pgd", eps=cfg["eps"], steps=cfg["eval_steps"], generator=generator)
             return robust_mask(net, x, y, pgd)
 
@@ -741,20 +775,20 @@ def _large_eps_train(cfg: dict, load: Callable[[], data.ImageData], init: nn.Mod
     return train
 
 
-def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""The Madry MNIST CNN trained from scratch with PGD adversarial training at
     :math:`\epsilon = 0.4` (L-inf), no ramp and no curriculum: the failure chapter 10 starts from.
     ``model.meta["history"]`` holds the training loss and held-out clean and PGD accuracy.
 
     Taught in :ref:`ch-large-perturbations`.
     """
-    cfg = recipe("plain_large_mnist", budget)
+    cfg = recipe("plain_large_mnist", budget, seed)
     train = _large_eps_train(cfg, lambda: data.mnist(train=True, root=root), init=None)
     return cache.load_or_train("plain_large_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)
 
 
-def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""Extended adversarial training: :func:`robust_mnist` (trained at :math:`\epsilon = 0.3`), then
     PGD adversarial training at :math:`\epsilon = 0.4`. At the ``book`` budget: 3 epochs, PGD-10 of
     step 0.1 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
@@ -763,8 +797,8 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
 
     Taught in :ref:`ch-large-perturbations`.
     """
-    cfg = recipe("extended_mnist", budget)
-    base = robust_mnist(cfg["budget"], root=root, verbose=verbose)
+    cfg = recipe("extended_mnist", budget, seed)
+    base = robust_mnist(cfg["budget"], root=root, verbose=verbose, seed=seed)
     cfg["init"] = {"recipe": "robust_mnist", "config": base.meta["config"]}
     train = _large_eps_train(cfg, lambda: data.mnist(train=True, root=root), init=base)
     model = cache.load_or_train("extended_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
@@ -773,7 +807,7 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
     return model
 
 
-def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""IAT, the paper's growing-:math:`\epsilon` curriculum, from scratch: PGD adversarial training
     with :math:`\epsilon` in ``stages`` equal stages :math:`0.4 (k + 1) / K`
     (:func:`advlib.large_eps.staircase_eps`). At the ``book`` budget: 1.5 epochs in 8 stages
@@ -781,13 +815,13 @@ def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbo
 
     Taught in :ref:`ch-large-perturbations`.
     """
-    cfg = recipe("iat_mnist", budget)
+    cfg = recipe("iat_mnist", budget, seed)
     train = _large_eps_train(cfg, lambda: data.mnist(train=True, root=root), init=None)
     return cache.load_or_train("iat_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
 def extended_cifar(eps: float = 16 / 255, budget: str | None = None, retrain: bool = False, root=None,
-                   verbose: bool = True) -> nn.Module:
+                   verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""Extended adversarial training on CIFAR-10: :func:`robust_cifar` (:math:`\epsilon = 8/255`),
     then PGD adversarial training at ``eps``, one of ``EXTENDED_CIFAR_EPS`` (16/255, 32/255). At the
     ``book`` budget: 2 epochs, PGD-3 of step 2.5 eps / 3 from a random start, Adam 5e-4 with warm-up
@@ -798,8 +832,8 @@ def extended_cifar(eps: float = 16 / 255, budget: str | None = None, retrain: bo
     """
     if not any(abs(float(eps) - e) < 1e-9 for e in EXTENDED_CIFAR_EPS):
         raise ValueError(f"eps must be one of 16/255, 32/255 (EXTENDED_CIFAR_EPS), got {eps!r}")
-    cfg = recipe("extended_cifar", budget)
-    base = robust_cifar(cfg["budget"], root=root, verbose=verbose)
+    cfg = recipe("extended_cifar", budget, seed)
+    base = robust_cifar(cfg["budget"], root=root, verbose=verbose, seed=seed)
     cfg.update(eps=float(eps), stages=1, init={"recipe": "robust_cifar", "config": base.meta["config"]})
     name = f"extended_cifar_{round(float(eps) * 255)}"
     train = _large_eps_train(cfg, lambda: data.cifar10(train=True, root=root), init=base,
@@ -841,7 +875,7 @@ def sentiment_corpus(budget: str | None = None, root=None) -> text.SentimentCorp
 
 
 def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bool = False, root=None,
-                   verbose: bool = True) -> arae.ARAE:
+                   verbose: bool = True, *, seed: int | None = None) -> arae.ARAE:
     """An ARAE with one decoder per sentiment, trained on :func:`sentiment_corpus`.
 
     ``variant`` is one of ``ARAE_VARIANTS``: ``"ae"`` (no adversary pushes on the codes),
@@ -854,7 +888,7 @@ def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bo
     """
     if variant not in ARAE_VARIANTS:
         raise ValueError(f"variant must be one of {sorted(ARAE_VARIANTS)}, got {variant!r}")
-    cfg = recipe("arae_sentiment", budget)
+    cfg = recipe("arae_sentiment", budget, seed)  # the seed of the training; the corpus keeps its split
     cfg.update(variant=variant, **ARAE_VARIANTS[variant])
     corpus = sentiment_corpus(cfg["budget"], root)
 
@@ -878,7 +912,7 @@ def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bo
 
 
 def sentiment_language_model(budget: str | None = None, retrain: bool = False, root=None,
-                             verbose: bool = True) -> arae.LanguageModel:
+                             verbose: bool = True, *, seed: int | None = None) -> arae.LanguageModel:
     """An LSTM language model of the training sentences of :func:`sentiment_corpus`, to score the
     fluency of generated and transferred sentences by perplexity.
 
@@ -886,17 +920,20 @@ def sentiment_language_model(budget: str | None = None, retrain: bool = False, r
     cfg = recipe("sentiment_language_model", budget)
     corpus_cfg = recipe("arae_sentiment", cfg["budget"])
     cfg.update({k: corpus_cfg[k] for k in CORPUS_SETTINGS})
+    if seed is not None:  # the seed of the training; the corpus keeps its split (and its "seed")
+        cfg["train_seed"] = check_int(seed, "seed")
+    train_seed = cfg.get("train_seed", cfg["seed"])
     corpus = sentiment_corpus(cfg["budget"], root)
 
     def build() -> arae.LanguageModel:
-        torch.manual_seed(cfg["seed"])
+        torch.manual_seed(train_seed)
         return arae.LanguageModel(len(corpus.vocab), embed=cfg["embed"], hidden=cfg["hidden"])
 
     def train(model: arae.LanguageModel):
         _one_process_only("sentiment_language_model", "advlib.arae.train_language_model")
         start = time.perf_counter()
         arae.train_language_model(model, [s for s, _ in corpus.train], corpus.vocab, steps=cfg["steps"],
-                                  batch_size=cfg["batch_size"], lr=cfg["lr"], seed=cfg["seed"])
+                                  batch_size=cfg["batch_size"], lr=cfg["lr"], seed=train_seed)
         return {"time": [time.perf_counter() - start],
                 "test_perplexity": [arae.perplexity(model, [s for s, _ in corpus.test], corpus.vocab)]}
 
@@ -936,7 +973,8 @@ _VAT_ONLY = ("eps", "power_iterations", "weight", "unl_batch")  # settings only 
 
 
 def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | None = None,
-              budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
+              budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True,
+              seed: int | None = None) -> nn.Module:
     r"""Chapter 06's MNIST MLP (784-1200-600-300-150-10 with batch norm at the ``book`` budget, the
     reference code's supervised network) trained
     on ``n_labels`` labelled images, by maximum likelihood (``method="ml"``) or with virtual
@@ -967,7 +1005,7 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
         raise ValueError(f"method must be one of {VAT_METHODS}, got {method!r}")
     if method == "ml" and xi is not None:
         raise ValueError("xi is VAT's finite-difference step; method='ml' takes none")
-    cfg = recipe("vat_mnist", budget)
+    cfg = recipe("vat_mnist", budget, seed)
     if n_labels is not None:
         n_labels = check_int(n_labels, "n_labels", minimum=10)
         if n_labels % 10 or n_labels > 60000:
