@@ -8,7 +8,8 @@ every training loop shares), :mod:`~advlib.results` (each chapter's paper-vs-our
 :mod:`~advlib.stats` (intervals and paired comparisons, on scipy.stats), :mod:`~advlib.worst_case`
 (the headline robust accuracy over every attack, its warning flags and the evaluation cache),
 :mod:`~advlib.lessons` (each chapter's self-checks in one ledger) and :mod:`~advlib.distributed`
-(data-parallel training under ``torchrun``).
+(data-parallel training under ``torchrun``); :mod:`~advlib.objectives` adds TRADES and N-FGSM to
+:func:`~advlib.train.fit`.
 The generative side: :mod:`~advlib.gan` (chapter 01) and
 :mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
 :mod:`advlib.models.autoencoders`. Sentences (chapter 03): :mod:`~advlib.text` -> :mod:`~advlib.arae`.
@@ -16,11 +17,11 @@ The later robustness chapters: :mod:`~advlib.robust_gradients` (08), :mod:`~advl
 :mod:`~advlib.large_eps` (10).
 """
 from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, fast, gan, large_eps, lessons, loops,
-               models, plots, results, stats, text, train, utils, worst_case, zoo)
+               models, objectives, plots, results, stats, text, train, utils, worst_case, zoo)
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
 __all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "fast", "gan",
-           "large_eps", "lessons", "loops", "models", "plots", "results", "stats", "text", "train", "utils",
+           "large_eps", "lessons", "loops", "models", "objectives", "plots", "results", "stats", "text", "train", "utils",
            "worst_case", "zoo",
            "get_device", "seed_everything", "__version__"]

@@ -42,6 +42,19 @@ def current() -> str:
     return name
 
 
+def resolve(budget: str | None = None) -> str:
+    """``budget`` if it is one of :data:`BUDGETS`, or the active budget (``$ADVLIB_BUDGET``) when it
+    is ``None``; anything else is a ``ValueError`` naming ``budget``. Every function of ``advlib`` that
+    takes a budget resolves it here.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
+    name = current() if budget is None else budget
+    if name not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {name!r}")
+    return name
+
+
 def pick(budget: str | None = None, **options: dict) -> Config:
     """Return the options for the active budget (or ``budget``) as a :class:`Config`.
 
@@ -53,9 +66,7 @@ def pick(budget: str | None = None, **options: dict) -> Config:
     unknown = set(options) - set(BUDGETS)
     if unknown:
         raise ValueError(f"unknown budget(s) {sorted(unknown)}; allowed: {BUDGETS}")
-    name = current() if budget is None else budget
-    if name not in BUDGETS:
-        raise ValueError(f"budget must be one of {BUDGETS}, got {name!r}")
+    name = resolve(budget)
     if name not in options:
         raise ValueError(f"no settings given for the active budget {name!r} (given: {sorted(options)})")
     cfg = Config(options[name])

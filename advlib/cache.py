@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import tempfile
 import time
@@ -109,9 +110,7 @@ def key(name: str, config: dict, budget: str | None = None) -> str:
     """
     if not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ValueError(f"name must be a non-empty string of letters, digits, '_', '-', '.'; got {name!r}")
-    budget = _budget.current() if budget is None else budget
-    if budget not in _budget.BUDGETS:
-        raise ValueError(f"budget must be one of {_budget.BUDGETS}, got {budget!r}")
+    budget = _budget.resolve(budget)
     blob = json.dumps(_exact(config), sort_keys=True).encode()
     return f"{name}-{budget}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
@@ -236,6 +235,34 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def machine_record(device: torch.device | str | None = None) -> dict:
+    """Where a model is trained, as stored with it: the CPU's model name, whether bfloat16 is native
+    there (AVX512-BF16 / AMX: the fast CPU kind, else AVX2-only), its thread count, the device used
+    and, on a GPU, its name.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
+    from .utils import bf16_is_native, get_device
+
+    device = torch.device(get_device() if device is None else device)
+    record = {"cpu": _cpu_model(), "cpu_bf16_native": bf16_is_native("cpu"), "threads": torch.get_num_threads(),
+              "device": str(device), "torch": str(torch.__version__)}
+    if device.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(device)
+    return record
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn.Module], Any],
                   config: dict, budget: str | None = None, retrain: bool = False,
                   device: torch.device | str | None = None, verbose: bool = True) -> nn.Module:
@@ -243,7 +270,9 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     ``train(model)`` (whose return value, e.g. a history table, is kept in the meta) and saved.
 
     The returned model is in eval mode, on ``device`` (default: :func:`advlib.utils.get_device`), and
-    carries ``model.meta`` (name, budget, config, history, ...). The cache folder is checked to be
+    carries ``model.meta`` (name, budget, config, history, and ``machine``, the :func:`machine_record` of
+    where it was trained, so that a training time can be read with the kind of CPU or GPU that gave
+    it; models cached before it was recorded have none). The cache folder is checked to be
     writable before training (``PermissionError`` naming ``$ADVLIB_CACHE`` if not); if saving still
     fails, the model is written to the temporary folder instead and returned, with a warning saying where.
 
@@ -257,7 +286,7 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     from .utils import get_device
 
     device = get_device() if device is None else device
-    budget = _budget.current() if budget is None else budget
+    budget = _budget.resolve(budget)
     path = path_for(name, config, budget)
     parallel = distributed.init()  # under torchrun: every rank trains, rank 0 alone writes
     main = distributed.is_main()
@@ -273,7 +302,8 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
             print(f"training {name} ({budget}); it will be cached as {path.stem} "
                   f"(in ${ENV_VAR} or the default cache folder)")
         result = train(model)
-        meta = {"name": name, "budget": budget, "config": _jsonable(config), "history": _jsonable(result)}
+        meta = {"name": name, "budget": budget, "config": _jsonable(config), "history": _jsonable(result),
+                "machine": machine_record(device)}
         saved = _save_somewhere(model, path, meta) if main else None
         if parallel:  # the others wait for rank 0's file, then load it: every rank has what is cached
             saved, meta = distributed.broadcast_object((saved, meta))

@@ -35,7 +35,7 @@ from torch import nn
 from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel
 
-from .utils import check_int, check_positive, get_device, model_device
+from .utils import check_int, check_positive, get_device, launched, model_device
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_ENV = "ADVLIB_DIST_TIMEOUT"
@@ -43,20 +43,6 @@ JOIN_TIMEOUT_S = 300.0  # seconds a rank waits for the others to join, unless $A
 
 
 # --------------------------------------------------------------------------------- the process group
-def launched() -> bool:
-    """Whether this process was started by ``torchrun`` (or another launcher) as one of several: the
-    environment variable ``WORLD_SIZE`` is above 1.
-
-    Taught in :ref:`app-scaling`.
-    """
-    value = os.environ.get("WORLD_SIZE", "1").strip() or "1"
-    try:
-        return int(value) > 1
-    except ValueError:
-        raise ValueError(f"the environment variable WORLD_SIZE must be a whole number of processes, "
-                         f"got {value!r}") from None
-
-
 def initialized() -> bool:
     """Whether this process belongs to a process group of ``torch.distributed``.
 

@@ -416,7 +416,7 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
     }
     names = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T (DLR)", "fab-t": "FAB-T", "square": "Square"}
     settings = {"norm": norm_name, "eps": eps, "steps": steps, "n_target_classes": n_target_classes,
-                "square_queries": square_queries, "seed": seed, "torchattacks": torchattacks.__version__}
+                "square_queries": square_queries, "seed": seed, "torchattacks": str(torchattacks.__version__)}
     return {names[k]: _TorchattacksAttack(builders[k], names[k], num_classes, {"attack": k, **settings})
             for k in keys}
 

@@ -37,9 +37,7 @@ class Ledger:
 
     def __init__(self, chapter: str, budget: str | None = None) -> None:
         self.chapter = str(chapter)
-        self.budget = _budget.current() if budget is None else budget
-        if self.budget not in _budget.BUDGETS:
-            raise ValueError(f"budget must be one of {_budget.BUDGETS}, got {self.budget!r}")
+        self.budget = _budget.resolve(budget)
         self.rows: list[dict] = []
 
     def check(self, lesson: str, value: float | bool, *, at_least: float | None = None,

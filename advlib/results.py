@@ -43,9 +43,7 @@ def results_path(chapter: str, budget: str | None = None, folder: str | os.PathL
     """
     if not isinstance(chapter, str) or not _CHAPTER.fullmatch(chapter):
         raise ValueError(f"chapter must be a notebook's file stem such as '10_large_perturbations', got {chapter!r}")
-    name = _budget.current() if budget is None else budget
-    if name not in _budget.BUDGETS:
-        raise ValueError(f"budget must be one of {_budget.BUDGETS}, got {name!r}")
+    name = _budget.resolve(budget)
     stem = chapter if name == "book" else f"{chapter}.{name}"
     return Path(folder) / f"{stem}{SUFFIX}"
 
@@ -82,7 +80,7 @@ def paper_vs_ours(chapter: str, rows: Iterable[Mapping[str, object]], *, budget:
 
     Taught in :ref:`app-paper-vs-book`.
     """
-    name = _budget.current() if budget is None else budget
+    name = _budget.resolve(budget)
     path = results_path(chapter, name, folder)
     records = [_record(i, row) for i, row in enumerate(rows)]
     if not records:

@@ -18,10 +18,18 @@ from torch import nn
 _DEVICE: torch.device | None = None
 
 
-def _launched_as_one_of_several() -> bool:
-    from .distributed import launched  # imported here: advlib.distributed imports this module
+def launched() -> bool:
+    """Whether this process was started by ``torchrun`` (or another launcher) as one of several: the
+    environment variable ``WORLD_SIZE`` is above 1.
 
-    return launched()
+    Taught in :ref:`app-scaling`.
+    """
+    value = os.environ.get("WORLD_SIZE", "1").strip() or "1"
+    try:
+        return int(value) > 1
+    except ValueError:
+        raise ValueError(f"the environment variable WORLD_SIZE must be a whole number of processes, "
+                         f"got {value!r}") from None
 
 
 def get_device() -> torch.device:
@@ -55,7 +63,7 @@ def get_device() -> torch.device:
                 raise ValueError(f"ADVLIB_DEVICE={wanted!r} but MPS is not available on this machine; "
                                  f"set ADVLIB_DEVICE=cpu or unset it")
             _DEVICE = device
-        elif torch.cuda.is_available() and _launched_as_one_of_several():
+        elif torch.cuda.is_available() and launched():
             _DEVICE = torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
         else:
             _DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

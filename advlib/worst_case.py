@@ -114,9 +114,7 @@ def headline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
     check_labels(y, x.shape[0], "y")
     eps = check_positive(eps, "eps")
     norm = _attacks.normalize_norm(norm)
-    budget = _budget.current() if budget is None else budget
-    if budget not in HEADLINE_SETTINGS:
-        raise ValueError(f"budget must be one of {sorted(HEADLINE_SETTINGS)}, got {budget!r}")
+    budget = _budget.resolve(budget)
     s = dict(HEADLINE_SETTINGS[budget])
     num_classes = _num_classes(model, x)
     s["targets"] = min(s["targets"], num_classes - 1)

@@ -76,3 +76,14 @@ def test_pickled_objects_are_refused(cache_in_tmp):
     torch.save({"state_dict": {}, "meta": Evil()}, cache_in_tmp / "evil.pt")
     with pytest.raises(cache.CheckpointError):
         cache.load(small(), cache_in_tmp / "evil.pt")
+
+
+def test_a_trained_model_records_the_machine_it_was_trained_on():
+    """The training time in a model's history is read with the CPU kind that gave it (and kept on load)."""
+    m1 = cache.load_or_train("toy_machine", small, lambda m: {"time_s": [1.0]}, {}, "smoke", device="cpu",
+                             verbose=False)
+    record = m1.meta["machine"]
+    assert set(record) >= {"cpu", "cpu_bf16_native", "threads", "device"}
+    assert isinstance(record["cpu_bf16_native"], bool) and record["device"] == "cpu" and record["cpu"]
+    m2 = cache.load_or_train("toy_machine", small, lambda m: 1 / 0, {}, "smoke", device="cpu", verbose=False)
+    assert m2.meta["machine"] == record
