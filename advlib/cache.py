@@ -72,15 +72,22 @@ def _check_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    """The raw bytes of ``t`` (any dtype, any device), in row-major order."""
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of ``t`` (any dtype, any device), in row-major order: what a digest of a tensor hashes.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _exact(obj: Any, where: str = "config") -> Any:
+def exact(obj: Any, where: str = "config") -> Any:
     """``obj`` as plain JSON that determines it exactly (JSON values are kept as they are, so their
     keys do not change); arrays and tensors become their dtype, shape and SHA-256. Raises
-    ``ValueError`` naming ``where`` for anything whose text would not be exact or stable."""
+    ``ValueError`` naming ``where`` for anything whose text would not be exact or stable. Cache keys
+    (models and evaluations) hash this.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, np.generic):
@@ -89,11 +96,11 @@ def _exact(obj: Any, where: str = "config") -> Any:
         bad = [k for k in obj if not isinstance(k, str)]
         if bad:
             raise ValueError(f"{where} keys must be strings, got {bad[0]!r}")
-        return {k: _exact(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        return {k: exact(v, f"{where}[{k!r}]") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_exact(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [exact(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, torch.Tensor):
-        return {"__tensor__": [str(obj.dtype), list(obj.shape), hashlib.sha256(_tensor_bytes(obj)).hexdigest()]}
+        return {"__tensor__": [str(obj.dtype), list(obj.shape), hashlib.sha256(tensor_bytes(obj)).hexdigest()]}
     if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
         digest = hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()
         return {"__ndarray__": [str(obj.dtype), list(obj.shape), digest]}
@@ -111,7 +118,7 @@ def key(name: str, config: dict, budget: str | None = None) -> str:
     if not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ValueError(f"name must be a non-empty string of letters, digits, '_', '-', '.'; got {name!r}")
     budget = _budget.resolve(budget)
-    blob = json.dumps(_exact(config), sort_keys=True).encode()
+    blob = json.dumps(exact(config), sort_keys=True).encode()
     return f"{name}-{budget}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
@@ -129,7 +136,7 @@ def _checksum(state_dict: dict[str, torch.Tensor], meta: dict) -> str:
     for k in sorted(state_dict):
         v = state_dict[k]
         h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
-        h.update(_tensor_bytes(v))
+        h.update(tensor_bytes(v))
     h.update(json.dumps(meta, sort_keys=True, default=repr).encode())
     return h.hexdigest()
 

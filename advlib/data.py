@@ -117,10 +117,15 @@ def _download(fetch, what: str, expected: list[str], roots: list[Path]) -> None:
     try:
         fetch()
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on the mirror
-        raise _missing(what, expected, roots, f"(The download failed: {type(e).__name__}: {str(e).splitlines()[0]})") from e
+        raise not_found(what, expected, roots, f"(The download failed: {type(e).__name__}: {str(e).splitlines()[0]})") from e
 
 
-def _missing(what: str, expected: list[str], roots: list[Path], hint: str = "") -> DataNotFoundError:
+def not_found(what: str, expected: list[str], roots: list[Path], hint: str = "") -> DataNotFoundError:
+    """The :class:`DataNotFoundError` for ``what``: the folders searched, the files ``expected`` in one
+    of them (relative to a data root), and a ``hint``.
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     tried = "\n".join(f"  - {r}" for r in roots)
     files = "\n".join(f"  <root>/{e}" for e in expected)
     return DataNotFoundError(
@@ -133,8 +138,13 @@ def _missing(what: str, expected: list[str], roots: list[Path], hint: str = "") 
 
 # ------------------------------------------------------------------------------ reading files
 @contextlib.contextmanager
-def _reading(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Turn a failure to read or parse ``path`` into a ``ValueError`` naming it and ``what`` it should be."""
+def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a failure to read or parse ``path`` into a ``ValueError`` naming it and ``what`` it should be.
+
+    Example: ``with reading(path, "an IDX file"): ...``
+
+    Taught in :ref:`ch-preliminaries`.
+    """
     try:
         yield
     except FileNotFoundError:
@@ -291,7 +301,7 @@ def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, see
 def _read_idx(path: Path) -> np.ndarray:
     """The unsigned-byte array in the IDX file ``path`` (plain or ``.gz``)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with _reading(path, "an IDX file"), opener(path, "rb") as f:
+    with reading(path, "an IDX file"), opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 8:
         raise ValueError(f"{path} is not an IDX file (too short)")
@@ -334,14 +344,14 @@ def mnist(train: bool = True, root: str | os.PathLike | None = None, download: b
     else:
         expected = [f"MNIST/raw/{n}" for n in MNIST_FILES[train]]
         if not (download and is_online(MNIST_HOST)):
-            raise _missing("MNIST", expected, roots)
+            raise not_found("MNIST", expected, roots)
         import torchvision
 
         cache = default_cache_root()
         _download(lambda: torchvision.datasets.MNIST(str(cache), train=train, download=True), "MNIST", expected, roots)
         files = _find_mnist(cache, train)
         if not files:
-            raise _missing("MNIST", expected, roots)
+            raise not_found("MNIST", expected, roots)
     images, labels = _read_idx(files[0]), _read_idx(files[1])
     _check_arrays(images, labels, (28, 28), len(MNIST_CLASSES), files[0], files[1])
     images = torch.from_numpy(images.copy()).unsqueeze(1)
@@ -368,7 +378,7 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch of ``cifar-10-batches-py``."""
-    with _reading(path, "a CIFAR-10 batch"), open(path, "rb") as f:
+    with reading(path, "a CIFAR-10 batch"), open(path, "rb") as f:
         d = _CifarUnpickler(f, encoding="latin1").load()
     if not isinstance(d, dict) or not {"data", "labels"} <= set(d):
         raise ValueError(f"{path} is not a CIFAR-10 batch (a dict with 'data' and 'labels')")
@@ -390,7 +400,7 @@ def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not an .npz archive; it is corrupt: replace it "
                          f"(never load it with allow_pickle=True, which would let it run code)")
-    with _reading(path, "a CIFAR-10 .npz (arrays x, y)"), np.load(path, allow_pickle=False) as d:
+    with reading(path, "a CIFAR-10 .npz (arrays x, y)"), np.load(path, allow_pickle=False) as d:
         x, y = d["x"], d["y"]
     _check_arrays(x, y, (32, 32, 3), len(CIFAR10_CLASSES), path)
     return x.transpose(0, 3, 1, 2).copy(), y.astype(np.int64)
@@ -419,7 +429,7 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
         expected = [f"cifar10/{split}.npz  (arrays x: uint8 N,32,32,3; y: int64 N)"]
         hint = "(torchvision's cifar-10-batches-py folder works too.)"
         if not (download and is_online(CIFAR_HOST)):
-            raise _missing("CIFAR-10", expected, roots, hint)
+            raise not_found("CIFAR-10", expected, roots, hint)
         import torchvision
 
         cache = default_cache_root()
@@ -487,11 +497,11 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
                 with urllib.request.urlopen(url, timeout=20) as resp:
                     blob = resp.read()
             except OSError as e:
-                raise _missing(f"sample image {name!r}", [f"images/{fname}"], roots,
+                raise not_found(f"sample image {name!r}", [f"images/{fname}"], roots,
                                f"(The download from {url} failed: {e})") from e
         else:
-            raise _missing(f"sample image {name!r}", [f"images/{fname}"], roots)
-    with _reading(source, "an image (JPEG, PNG, ...)"):
+            raise not_found(f"sample image {name!r}", [f"images/{fname}"], roots)
+    with reading(source, "an image (JPEG, PNG, ...)"):
         img = Image.open(io.BytesIO(blob)).convert("RGB")
     if source == url:  # cache a download only once it is known to be an image
         dest = default_cache_root() / "images" / fname

@@ -266,12 +266,3 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier() -> None:
-    """Wait until every rank gets here; nothing in a single process.
-
-    Taught in :ref:`app-scaling`.
-    """
-    if world_size() > 1:
-        dist.barrier()

@@ -36,7 +36,7 @@ from typing import ClassVar, Iterable, Iterator, Sequence
 import torch
 
 from . import data as _data
-from .data import _missing, _reading, data_roots
+from .data import data_roots, not_found, reading
 from .utils import check_int, check_positive
 
 SENTIMENT_FILES = {
@@ -136,12 +136,12 @@ def sentiment_sentences(root: str | None = None, sources: Iterable[str] | None =
                 "PyPI package vaderSentiment 3.3.2 and checked; see book/data.md for where it comes from.)")
         url, sha256 = VADER_SDIST_URL, VADER_SDIST_SHA256  # read at call time, so that tests can point them elsewhere
         if not (download and _data.is_online(urllib.parse.urlsplit(url).hostname or "")):
-            raise _missing("the sentiment corpus", expected, roots, hint)
+            raise not_found("the sentiment corpus", expected, roots, hint)
         try:
             folder = download_sentiment_corpus(_data.default_cache_root(), url=url, sha256=sha256)
         except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            raise _missing("the sentiment corpus", expected, roots,
+            raise not_found("the sentiment corpus", expected, roots,
                            f"{hint}\n(The download from {url} failed: {reason})") from e
     out = []
     for s in names:
@@ -244,7 +244,7 @@ def _read_rated(path: Path, source: str) -> list[Sentence]:
     """``ID<TAB>RATING<TAB>TEXT`` lines (CRLF, the text may hold tabs) as :class:`Sentence` objects.
     An empty file, or a rating off the scale (:data:`RATING_SCALE`), is an error naming the file and line."""
     rows = []
-    with _reading(path, "a tab-separated file of rated sentences"):
+    with reading(path, "a tab-separated file of rated sentences"):
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue

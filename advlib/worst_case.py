@@ -267,7 +267,7 @@ def evaluation_path(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks:
     """
     key = {"weights": _digest(model.state_dict()), "x": _digest(x), "y": _digest(y),
            "attacks": [[name, describe_attack(a)] for name, a in attacks.items()],
-           "batch_size": batch_size, "amp": amp, "config": _cache._exact(dict(config or {}), "config")}
+           "batch_size": batch_size, "amp": amp, "config": _cache.exact(dict(config or {}), "config")}
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return _cache.cache_dir() / EVAL_FOLDER / f"robustness-{h}.pt"
 
@@ -284,10 +284,10 @@ def describe_attack(attack: Attack) -> dict:
         kwargs = {k: ({"generator_state": v.get_state()} if isinstance(v, torch.Generator) else v)
                   for k, v in attack.keywords.items()}
         return {"function": f"{attack.func.__module__}.{attack.func.__qualname__}",
-                "args": _cache._exact(list(attack.args), "attack args"), "kwargs": _cache._exact(kwargs, "attack kwargs")}
+                "args": _cache.exact(list(attack.args), "attack args"), "kwargs": _cache.exact(kwargs, "attack kwargs")}
     config = getattr(attack, "config", None)
     if isinstance(config, Mapping):
-        return {"function": type(attack).__qualname__, "config": _cache._exact(dict(config), "attack config")}
+        return {"function": type(attack).__qualname__, "config": _cache.exact(dict(config), "attack config")}
     raise ValueError(f"attack {attack!r} cannot be described for the evaluation cache: use a functools.partial of "
                      "an attack function, or give the callable a `config` dict of everything it depends on")
 
@@ -297,7 +297,7 @@ def _digest(obj) -> str:
     items = sorted(obj.items()) if isinstance(obj, Mapping) else [("", obj)]
     for name, t in items:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(_cache._tensor_bytes(t))
+        h.update(_cache.tensor_bytes(t))
     return h.hexdigest()
 
 
