@@ -38,7 +38,7 @@ from . import attacks, distributed, loops
 from .evaluate import Attack, accuracy, robust_accuracy
 from .loops import check_schedule
 from .data import ImageData, Loader
-from .utils import (batch_norm_layers, bf16_autocast, check_int, check_positive, eval_mode,
+from .utils import (announce_compute_path, batch_norm_layers, bf16_autocast, check_int, check_positive, eval_mode,
                     freeze_batch_norm_stats, model_device, resolve_amp)
 
 Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -203,6 +203,8 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     main = distributed.is_main()
     device = model_device(model)
     amp = resolve_amp(amp, device)
+    if main:
+        announce_compute_path(device, amp)
     shard = distributed.shard()
     uses_indices = bool(getattr(adversary, "uses_indices", False))
     stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, labels=True, shard=shard,

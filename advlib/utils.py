@@ -117,6 +117,40 @@ def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bo
     return bool(amp)
 
 
+_ANNOUNCED: set[str] = set()
+
+
+def announce_compute_path(device: torch.device | str, amp: bool) -> str | None:
+    """Print, once per process and device type, which arithmetic training takes here and what that
+    means for time: bfloat16 where it is native (a GPU with bf16, or a CPU with AVX512-BF16 / AMX),
+    float32 elsewhere, where robust training takes several times longer than on a CPU with native
+    bf16 (the chapters state their training times with the CPU kind that gave them). Returns the
+    message, or ``None`` when it was already printed.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
+    device = torch.device(device)
+    if device.type in _ANNOUNCED:
+        return None
+    _ANNOUNCED.add(device.type)
+    native = bf16_is_native(device)
+    where = "this GPU" if device.type == "cuda" else "this CPU" if device.type == "cpu" else str(device)
+    if native:
+        kind = "" if device.type != "cpu" else " (AVX512-BF16 or AMX)"
+        msg = (f"advlib: {where} computes bfloat16 natively{kind}; this training runs in "
+               f"{'bf16 autocast' if amp else 'float32 (amp off)'}")
+    else:
+        kind = " (AVX2-only: no AVX512-BF16)" if device.type == "cpu" else ""
+        if amp:  # forced on (ADVLIB_AMP=1 or amp=True): emulated
+            msg = (f"advlib: {where} has no native bfloat16{kind}, but bf16 autocast was asked for: it is emulated "
+                   "here and much slower than float32")
+        else:
+            msg = (f"advlib: {where} has no native bfloat16{kind}, so training runs in float32; robust training "
+                   "takes several times longer than on a CPU with native bf16")
+    print(msg)
+    return msg
+
+
 def bf16_autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bfloat16 on ``device`` when ``enabled`` (see :func:`resolve_amp`), else a no-op.
 

@@ -40,3 +40,20 @@ def test_fit_runs_in_the_forced_precision(monkeypatch, tiny, switch):
     hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=False, progress=False)
     assert bool(hist.bf16.iloc[-1]) is (switch == "1")
     assert set(seen) == {torch.bfloat16 if switch == "1" else torch.float32}
+
+
+def test_the_compute_path_is_announced_once_per_device_type(monkeypatch, capsys):
+    """fit says once which arithmetic this machine trains in (bf16 native or float32) and what it costs."""
+    from advlib import utils
+
+    monkeypatch.setattr(utils, "_ANNOUNCED", set())
+    monkeypatch.setattr(utils, "bf16_is_native", lambda device=None: False)
+    first = utils.announce_compute_path("cpu", False)
+    assert "no native bfloat16 (AVX2-only" in first and "float32" in first
+    assert utils.announce_compute_path("cpu", False) is None
+    assert capsys.readouterr().out.count("advlib:") == 1
+    monkeypatch.setattr(utils, "_ANNOUNCED", set())
+    assert "emulated" in utils.announce_compute_path("cpu", True)
+    monkeypatch.setattr(utils, "_ANNOUNCED", set())
+    monkeypatch.setattr(utils, "bf16_is_native", lambda device=None: True)
+    assert "natively (AVX512-BF16 or AMX); this training runs in bf16 autocast" in utils.announce_compute_path("cpu", True)
