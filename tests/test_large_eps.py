@@ -156,7 +156,7 @@ def tiny_large(tiny, monkeypatch):
 def test_large_eps_recipes_train_once_and_validate_at_the_large_eps(tiny_large, cache_in_tmp, monkeypatch, name):
     seen = []
     original = zoo._attack
-    monkeypatch.setattr(zoo, "_attack", lambda kind, **kw: seen.append(kw["eps"]) or original(kind, **kw))
+    monkeypatch.setattr(zoo._large_perturbations, "_attack", lambda kind, **kw: seen.append(kw["eps"]) or original(kind, **kw))
     model = getattr(zoo, name)(budget="smoke", verbose=False)
     assert model.meta["name"] == name and len(model.meta["history"]["val_robust_acc"]) == 2
     assert 0.4 in seen and not model.training
@@ -173,7 +173,7 @@ def test_extended_training_starts_from_the_robust_model(tiny_large, cache_in_tmp
         at_start.append({k: v.clone() for k, v in model.state_dict().items()})
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(zoo, "fit", spy)
+    monkeypatch.setattr(zoo._large_perturbations, "fit", spy)
     ext = zoo.extended_mnist(budget="smoke", verbose=False)
     assert len(at_start) == 1  # the base model came from the cache; only the extension trained
     assert all(torch.equal(at_start[0][k], v) for k, v in base.state_dict().items())

@@ -107,8 +107,8 @@ def test_l2_recipe_trains_and_validates_against_the_l2_adversary(tiny, monkeypat
         seen.append(("val", kwargs["eps"], kwargs["norm"]))
         return original_attack(name, **kwargs)
 
-    monkeypatch.setattr(zoo, "pgd_adversary", spy)
-    monkeypatch.setattr(zoo, "_attack", spy_attack)
+    monkeypatch.setattr(zoo._common, "pgd_adversary", spy)  # where the chapter 07/08 recipes train
+    monkeypatch.setattr(zoo._common, "_attack", spy_attack)
     zoo.robust_mnist_l2(budget="smoke", verbose=False)
     zoo.robust_mnist(budget="smoke", verbose=False)
     zoo.robust_cifar_l2(budget="smoke", verbose=False)

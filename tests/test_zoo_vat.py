@@ -55,7 +55,7 @@ def test_trains_once_then_loads_and_recomputes_batch_norm(tiny, cache_in_tmp, mo
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model must not be trained again")
 
-    monkeypatch.setattr(zoo, "fit", no_training)
+    monkeypatch.setattr(zoo._vat, "fit", no_training)
     loaded = zoo.vat_mnist(20, "vat", xi=1e-3, budget="smoke", verbose=False)
     assert loaded.meta["history"] == hist and loaded.meta["bn_recomputed"] == bn
     assert all(torch.equal(a, b) for a, b in zip(again.values(), loaded.state_dict().values()))
@@ -84,7 +84,7 @@ def test_labels_only_trains_without_the_unlabelled_images(tiny, monkeypatch):
         seen.append((len(labelled), kwargs["unlabelled"], kwargs["regularizer"], kwargs["batch_size"]))
         return original(model, labelled, **kwargs)
 
-    monkeypatch.setattr(zoo, "fit", spy)
+    monkeypatch.setattr(zoo._vat, "fit", spy)
     zoo.vat_mnist(20, "ml", budget="smoke", verbose=False)
     zoo.vat_mnist(20, "vat", budget="smoke", verbose=False)
     (n0, unl0, reg0, b0), (n1, unl1, reg1, b1) = seen

@@ -1,0 +1,154 @@
+"""The zoo's table of settings and what its recipes share: ``RECIPES``, which every chapter's module
+fills with its recipes' settings at every budget, :func:`recipe` (chapter 00) and :func:`over_seeds`
+(chapter 09), and the pieces of more than one chapter: the Madry MNIST CNN and CIFAR-10 model builders,
+the seeded train/held-out split, :func:`advlib.train.fit` with a recipe's settings (chapters 07 and 08),
+the untimed evaluation callback and the unpacking of extra training results (chapters 06 and 09), and
+the refusal to train data-parallel (chapters 03, 06 and 09).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import budget as _budget
+from .. import data, distributed, models, stats
+from ..evaluate import Accuracy, attack as _attack
+from ..train import fit, pgd_adversary
+from ..utils import check_int, get_device, seed_everything
+
+# recipe name -> {budget: settings}; each chapter's module adds its recipes
+RECIPES: dict[str, dict[str, dict]] = {}
+
+
+def recipe(name: str, budget: str | None = None, seed: int | None = None) -> dict:
+    """The settings of recipe ``name`` at ``budget`` (default: the active budget); ``seed``, when
+    given, replaces the recipe's own (``None`` keeps it, and with it every existing cache key).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
+    cfg = dict(_budget.pick(budget, **RECIPES[name]))
+    if seed is not None:
+        cfg["seed"] = check_int(seed, "seed")
+    return cfg
+
+
+def over_seeds(recipe_fn: Callable[..., nn.Module], seeds: Sequence[int], metric: Callable[[nn.Module], float],
+               **kwargs) -> tuple[pd.DataFrame, "stats.SeedMean"]:
+    """Train (or load) ``recipe_fn(**kwargs, seed=s)`` for each seed in ``seeds`` and measure
+    ``metric(model)`` on each: returns a table (``seed``, ``value``, and ``n``, ``ci_low``, ``ci_high``
+    when the metric is an :class:`~advlib.evaluate.Accuracy`) and the mean over seeds with its Student-t
+    interval (:func:`advlib.stats.seed_mean`; at least 2 seeds).
+
+    Example: ``table, mean = zoo.over_seeds(zoo.fast_mnist, [0, 1, 2], lambda m: accuracy(m, x, y), method="fgsm")``
+
+    Taught in :ref:`ch-fast-training`.
+    """
+    seeds = [check_int(s, "seeds") for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must hold at least 2 different seeds, got {seeds}")
+    rows = []
+    for s in seeds:
+        value = metric(recipe_fn(**kwargs, seed=s))
+        row = {"seed": s, "value": float(value)}
+        if isinstance(value, Accuracy):
+            row.update(n=value.n, ci_low=value.low, ci_high=value.high)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table, stats.seed_mean(table["value"].to_numpy())
+
+
+def _split(train_set: data.ImageData, cfg: dict) -> tuple[data.ImageData, data.ImageData]:
+    """``n_train`` training images and ``n_val`` held-out validation images (disjoint, seeded)."""
+    n_train, n_val = cfg["n_train"], cfg["n_val"]
+    if n_train + n_val > len(train_set):
+        raise ValueError(f"n_train + n_val must be at most {len(train_set)}, got {n_train} + {n_val}")
+    val, rest = train_set.split(n_val, seed=cfg["seed"])
+    return (rest if n_train == len(rest) else rest.subset(n_train, seed=cfg["seed"])), val
+
+
+def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool) -> Callable[[nn.Module], object]:
+    """A ``train(model)`` for :func:`advlib.cache.load_or_train`: :func:`advlib.train.fit` with the
+    recipe's settings, a PGD adversary when ``adversarial``, and a held-out validation set (clean,
+    and under PGD-``val_steps`` at ``eps`` when ``adversarial``) evaluated ``evals`` times."""
+
+    def train(model: nn.Module):
+        seed_everything(cfg["seed"])
+        train_set, val_set = _split(load(), cfg)
+        val = val_set.tensors(device=get_device())
+        adversary = val_attack = None
+        if adversarial:
+            norm = cfg.get("norm", "inf")  # the L-inf recipes predate the key: absent, it is "inf"
+            adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], norm=norm,
+                                      eps_ramp=cfg["eps_ramp"])
+            val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"], norm=norm)
+        return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                   optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
+                   warmup=cfg["warmup"], adversary=adversary, val=val, val_attack=val_attack, evals=cfg["evals"],
+                   amp=cfg["amp"], seed=cfg["seed"])
+
+    return train
+
+
+def _mnist_cnn(cfg: dict) -> Callable[[], nn.Module]:
+    """A ``build()`` for :func:`advlib.cache.load_or_train`: the Madry MNIST CNN, seeded by the recipe."""
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg["seed"])
+        return models.mnist_cnn()
+
+    return build
+
+
+def _cifar_model(cfg: dict) -> Callable[[], nn.Module]:
+    archs = {"small_cnn": models.small_cifar_cnn, "preact_resnet18": models.preact_resnet18}
+    if cfg["arch"] not in archs:
+        raise ValueError(f"arch must be one of {sorted(archs)}, got {cfg['arch']!r}")
+    options = {}
+    if "width" in cfg:
+        if cfg["arch"] != "small_cnn":
+            raise ValueError(f"width is an option of arch 'small_cnn' only, not of {cfg['arch']!r}")
+        options["width"] = check_int(cfg["width"], "width", minimum=1)
+
+    def build() -> nn.Module:
+        torch.manual_seed(cfg["seed"])
+        return archs[cfg["arch"]](**options)
+
+    return build
+
+
+def _untimed(callback: Callable[[nn.Module, dict], None]) -> Callable[[nn.Module, dict], None]:
+    """A :func:`advlib.train.fit` callback that runs ``callback`` and keeps the time spent in it (in
+    this and every earlier call) out of the history's ``time_s``, which then counts training only."""
+    spent = [0.0]  # seconds spent in the callback so far
+
+    def timed(net: nn.Module, row: dict) -> None:
+        start = time.perf_counter()
+        row["time_s"] = round(row["time_s"] - spent[0], 1)  # training time only
+        callback(net, row)
+        spent[0] += time.perf_counter() - start
+
+    return timed
+
+
+def _unpack_meta(model: nn.Module, key: str) -> nn.Module:
+    """For a recipe whose training returned ``{"history": ..., key: ...}`` (which the cache keeps whole
+    as the history): move ``key`` to ``model.meta[key]`` and leave the history table in
+    ``model.meta["history"]``. A model whose training returned the history alone is left as it is."""
+    hist = model.meta.get("history", {})
+    if isinstance(hist, dict) and key in hist:
+        model.meta[key] = hist[key]
+        model.meta["history"] = hist["history"]
+    return model
+
+
+def _one_process_only(name: str, loop: str) -> None:
+    """Raise ``RuntimeError`` when data-parallel: the loop of recipe ``name`` trains in one process."""
+    if distributed.world_size() > 1:
+        raise RuntimeError(f"{name} trains in one process only ({loop} is not data-parallel); train it "
+                           f"without torchrun (python -m advlib.zoo train {name}), then every process loads it")
