@@ -26,7 +26,7 @@ from torch import nn
 from . import loops
 from .gan import adam, discriminator_loss, generator_loss
 from .models.autoencoders import GaussianEncoder
-from .utils import check_int, check_positive, draw, model_device
+from .utils import check_int, check_nonnegative, check_positive, draw, model_device
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -46,7 +46,7 @@ class GaussianPrior:
 
     def __init__(self, dim: int = 2, std: float = 1.0) -> None:
         self.dim = check_int(dim, "dim", minimum=1)
-        self.std = check_positive(std, "std", allow_zero=False)
+        self.std = check_positive(std, "std")
         self.n_components = 1
 
     def sample(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -74,10 +74,10 @@ class MixturePrior:
 
     def __init__(self, n_components: int = 10, radius: float = 4.0, std: tuple[float, float] = (1.0, 0.3)) -> None:
         self.n_components = check_int(n_components, "n_components", minimum=1)
-        self.radius = check_positive(radius, "radius")
+        self.radius = check_nonnegative(radius, "radius")
         if len(std) != 2:
             raise ValueError(f"std must be (radial, tangential), got {std!r}")
-        self.std = tuple(check_positive(s, "std", allow_zero=False) for s in std)
+        self.std = tuple(check_positive(s, "std") for s in std)
         self.dim = 2
         angles = torch.arange(self.n_components) * (2 * math.pi / self.n_components)
         self.directions = torch.stack([angles.cos(), angles.sin()], 1)     # radial unit vectors
@@ -165,7 +165,7 @@ class _Run:
 
 
 def _reconstruction_adam(encoder: nn.Module, decoder: nn.Module, lr: float) -> torch.optim.Adam:
-    return torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=check_positive(lr, "lr", allow_zero=False))
+    return torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=check_positive(lr, "lr"))
 
 
 def train_autoencoder(encoder: nn.Module, decoder: nn.Module, data, *, epochs: float | None = None,
@@ -358,8 +358,8 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     num_classes = encoder.num_classes
     if getattr(decoder, "cond_dim", None) != num_classes:
         raise ValueError(f"decoder.cond_dim must equal encoder.num_classes={num_classes}")
-    check_positive(z_std, "z_std", allow_zero=False)
-    check_positive(input_noise, "input_noise")
+    check_positive(z_std, "z_std")
+    check_nonnegative(input_noise, "input_noise")
     lab_batch = batch_size if labelled_batch_size is None else check_int(labelled_batch_size, "labelled_batch_size",
                                                                          minimum=1)
     lab_batch = min(lab_batch, xl.shape[0])
@@ -372,7 +372,7 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     opt_ae = _reconstruction_adam(encoder, decoder, lr)
     opt_d = adam([*disc_y.parameters(), *disc_z.parameters()], lr_reg, name="lr_reg")
     opt_g = adam(encoder.parameters(), lr_reg, name="lr_reg")
-    opt_s = torch.optim.Adam(encoder.parameters(), lr=check_positive(lr_semi, "lr_semi", allow_zero=False))
+    opt_s = torch.optim.Adam(encoder.parameters(), lr=check_positive(lr_semi, "lr_semi"))
     schedulers = loops.lr_schedulers((opt_ae, opt_d, opt_g, opt_s), schedule, run.total)
     gp = torch.Generator().manual_seed(seed + 2) if generator is None else generator
     g_noise = torch.Generator().manual_seed(seed + 4)

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .utils import check_images, check_int, check_labels, check_model_input, check_positive, draw, eval_mode
+from .utils import (check_images, check_int, check_labels, check_model_input, check_nonnegative, check_positive,
+                    draw, eval_mode)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
@@ -115,7 +116,7 @@ def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     if isinstance(y, torch.Tensor) and y.device != x.device:
         raise ValueError(f"y is on {y.device} but x is on {x.device}; move y with y.to(x.device)")
     check_labels(y, x.shape[0], "y")
-    return check_positive(eps, "eps")
+    return check_nonnegative(eps, "eps")
 
 
 def _clip(x_adv: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:
@@ -229,7 +230,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     norm = normalize_norm(norm)
     steps = check_int(steps, "steps", minimum=0)
     restarts = check_int(restarts, "restarts", minimum=1)
-    alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
+    alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_positive(alpha, "alpha")
     if select not in ("best", "last"):
         raise ValueError(f"select must be 'best' or 'last', got {select!r}")
     if channels_last not in ("auto", True, False):
@@ -387,8 +388,8 @@ def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x, "x", bounds=None)
-    eps = check_positive(eps, "eps")
-    xi = check_positive(xi, "xi", allow_zero=False)
+    eps = check_nonnegative(eps, "eps")
+    xi = check_positive(xi, "xi")
     power_iterations = check_int(power_iterations, "power_iterations", minimum=0)
     x = _as_float(x.detach())
     d = _unit(draw(torch.randn, x.shape, generator=generator, device=x.device).to(x.dtype))

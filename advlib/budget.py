@@ -43,7 +43,7 @@ def current() -> str:
 
 
 def resolve(budget: str | None = None) -> str:
-    """``budget`` if it is one of :data:`BUDGETS`, or the active budget (``$ADVLIB_BUDGET``) when it
+    """``budget`` if it is one of ``BUDGETS``, or the active budget (``$ADVLIB_BUDGET``) when it
     is ``None``; anything else is a ``ValueError`` naming ``budget``. Every function of ``advlib`` that
     takes a budget resolves it here.
 

@@ -76,8 +76,7 @@ def init() -> bool:
                            f"are not set; start the processes with torchrun, e.g. torchrun --nproc_per_node=2 script.py")
     if not dist.is_available():
         raise RuntimeError("this build of PyTorch has no torch.distributed; data-parallel training needs it")
-    wait = check_positive(os.environ.get(TIMEOUT_ENV, "").strip() or JOIN_TIMEOUT_S, f"{TIMEOUT_ENV} (seconds)",
-                          allow_zero=False)
+    wait = check_positive(os.environ.get(TIMEOUT_ENV, "").strip() or JOIN_TIMEOUT_S, f"{TIMEOUT_ENV} (seconds)")
     device = get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)

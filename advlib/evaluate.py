@@ -26,8 +26,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import attacks as _attacks
-from .utils import (bf16_autocast, check_images, check_int, check_labels, check_model_input, check_positive,
-                    eval_mode, model_device, resolve_amp, show_progress)
+from .utils import (bf16_autocast, check_images, check_int, check_labels, check_model_input, check_nonnegative,
+                    check_positive, eval_mode, model_device, resolve_amp, show_progress)
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -349,7 +349,7 @@ def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: It
     fn = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}[attack] if isinstance(attack, str) else attack
     if isinstance(eps_values, (str, bytes)) or not isinstance(eps_values, Iterable):
         raise ValueError(f"eps_values must be a non-empty list of numbers, e.g. [0.1, 0.2], got {eps_values!r}")
-    eps_values = [check_positive(e, "eps_values") for e in eps_values]
+    eps_values = [check_nonnegative(e, "eps_values") for e in eps_values]
     if not eps_values:
         raise ValueError("eps_values must be a non-empty list of numbers, got an empty one")
     rows = []
@@ -403,7 +403,7 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
         raise ValueError(f"num_classes must be at least {needs} for {chosen} (the targeted DLR loss "
                          f"reads the 3rd and 4th largest logits), got {num_classes}; attack a model with fewer "
                          "classes with advlib.attacks.pgd")
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     builders = {
         "apgd-ce": lambda m: torchattacks.APGD(m, norm=norm_name, eps=eps, steps=steps, n_restarts=1,
                                                loss="ce", seed=seed),
@@ -486,7 +486,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)
     for name, t in (("x", x), ("y", y)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or infinite values")
-    bws = [check_positive(b, "bandwidths", allow_zero=False) for b in bandwidths]
+    bws = [check_positive(b, "bandwidths") for b in bandwidths]
     if not bws:
         raise ValueError("bandwidths must not be empty")
 

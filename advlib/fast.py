@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from . import attacks
 from .evaluate import Accuracy, attack as _attack, correct_mask, robust_accuracy
-from .utils import check_images, check_int, check_labels, check_positive, eval_mode, new_generator
+from .utils import check_images, check_int, check_labels, check_nonnegative, check_positive, eval_mode, new_generator
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ def gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
 
     Taught in :ref:`ch-fast-training`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
     eta = attacks.random_delta(x, eps, "inf", generator)
@@ -108,7 +108,7 @@ def fgsm_diagnostics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
 
     Taught in :ref:`ch-fast-training`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     check_images(x, "x")
     check_labels(y, x.shape[0], "y")
     check_int(pgd_steps, "pgd_steps", minimum=1)
@@ -148,7 +148,7 @@ class RobustEarlyStopping:
         check_images(x, "x")
         check_labels(y, x.shape[0], "y")
         self.x, self.y = x, y
-        self.eps = check_positive(eps, "eps", allow_zero=False)
+        self.eps = check_positive(eps, "eps")
         self.steps = check_int(steps, "steps", minimum=1)
         self.seed = seed
         self.best_acc: float = -1.0
@@ -189,8 +189,8 @@ def gradalign_regularizer(eps: float, weight: float) -> Callable[[nn.Module, tor
 
     Taught in :ref:`ch-fast-training`.
     """
-    eps = check_positive(eps, "eps", allow_zero=False)
-    weight = check_positive(weight, "weight")
+    eps = check_positive(eps, "eps")
+    weight = check_nonnegative(weight, "weight")
 
     def regularizer(model: nn.Module, x: torch.Tensor, progress: float, y: torch.Tensor) -> torch.Tensor:
         g1 = _input_gradient(model, x, y)
@@ -248,14 +248,14 @@ class APARTAdversary:
 
     def __init__(self, eps: float, *, alpha: float | None = None, sigma: float | None = None,
                  lr: float = 1e-3, weight_decay: float = 0.0, n_examples: int | None = None) -> None:
-        self.eps = check_positive(eps, "eps", allow_zero=False)
-        a0 = 1.0 * self.eps if alpha is None else check_positive(alpha, "alpha", allow_zero=False)
-        s0 = 1.0 * self.eps if sigma is None else check_positive(sigma, "sigma")
+        self.eps = check_positive(eps, "eps")
+        a0 = 1.0 * self.eps if alpha is None else check_positive(alpha, "alpha")
+        s0 = 1.0 * self.eps if sigma is None else check_nonnegative(sigma, "sigma")
         self.alpha = torch.tensor(float(a0), requires_grad=True)
         self.sigma = torch.tensor(float(s0), requires_grad=True)
         # maximize=True negates the loss's gradient before the decay is added: ascent on L - wd/2 |p|^2
-        self.optimizer = torch.optim.Adam([self.alpha, self.sigma], lr=check_positive(lr, "lr", allow_zero=False),
-                                          maximize=True, weight_decay=check_positive(weight_decay, "weight_decay"))
+        self.optimizer = torch.optim.Adam([self.alpha, self.sigma], lr=check_positive(lr, "lr"),
+                                          maximize=True, weight_decay=check_nonnegative(weight_decay, "weight_decay"))
         self.history: list[tuple[float, float]] = []
         self.n_examples = None if n_examples is None else check_int(n_examples, "n_examples", minimum=1)
         self.uses_indices = self.n_examples is not None

@@ -79,7 +79,7 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.5, 0.999), name: str
 
     Taught in :ref:`ch-gan` and :ref:`ch-aae`.
     """
-    return torch.optim.Adam(list(params), lr=check_positive(lr, name, allow_zero=False), betas=betas)
+    return torch.optim.Adam(list(params), lr=check_positive(lr, name), betas=betas)
 
 
 # ============================================================================== the loops
@@ -173,7 +173,7 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
     steps = check_int(steps, "steps", minimum=1)
     check_int(batch_size, "batch_size", minimum=1)
     device = model_device(D)
-    opt = torch.optim.Adam(D.parameters(), lr=check_positive(lr, "lr", allow_zero=False))
+    opt = torch.optim.Adam(D.parameters(), lr=check_positive(lr, "lr"))
     log_at = loops.log_steps(steps, log_every, None)
     history, bar = loops.History(), loops.progress_bar(steps, "D only", progress)
     D.train()
@@ -245,7 +245,7 @@ def js_divergence(p: np.ndarray, q: np.ndarray, dx: float) -> float:
     p, q = np.asarray(p, float), np.asarray(q, float)
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {p.shape} and {q.shape}")
-    check_positive(dx, "dx", allow_zero=False)
+    check_positive(dx, "dx")
     m = 0.5 * (p + q)
     return 0.5 * _kl(p, m, dx) + 0.5 * _kl(q, m, dx)
 
@@ -260,7 +260,7 @@ def gan_value(p_data: np.ndarray, p_g: np.ndarray, d: np.ndarray, dx: float) -> 
     p, q, d = (np.asarray(a, float) for a in (p_data, p_g, d))
     if not p.shape == q.shape == d.shape:
         raise ValueError(f"p_data, p_g and d must have the same shape, got {p.shape}, {q.shape} and {d.shape}")
-    check_positive(dx, "dx", allow_zero=False)
+    check_positive(dx, "dx")
     with np.errstate(divide="ignore", invalid="ignore"):
         a = np.where(p > 0, p * np.log(np.clip(d, 1e-300, 1)), 0.0)
         b = np.where(q > 0, q * np.log(np.clip(1 - d, 1e-300, 1)), 0.0)

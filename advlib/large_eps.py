@@ -35,7 +35,7 @@ from torch import nn
 from . import attacks
 from .evaluate import Attack
 from .train import Adversary
-from .utils import check_images, check_int, check_positive
+from .utils import check_images, check_int, check_nonnegative, check_positive
 
 
 # ------------------------------------------------------------------------------- eps schedules
@@ -59,10 +59,10 @@ def staircase_eps(eps_max: float, stages: int, *, eps_min: float | None = None) 
 
     Taught in :ref:`ch-large-perturbations`.
     """
-    eps_max = check_positive(eps_max, "eps_max", allow_zero=False)
+    eps_max = check_positive(eps_max, "eps_max")
     stages = check_int(stages, "stages", minimum=1)
     if eps_min is not None:
-        eps_min = check_positive(eps_min, "eps_min", allow_zero=False)
+        eps_min = check_positive(eps_min, "eps_min")
         if eps_min > eps_max:
             raise ValueError(f"eps_min must be at most eps_max = {eps_max}, got {eps_min}")
 
@@ -88,9 +88,9 @@ def scheduled_pgd_adversary(eps_at: Callable[[float], float] | float, *, steps: 
     Taught in :ref:`ch-large-perturbations`.
     """
     steps = check_int(steps, "steps", minimum=1)
-    step_ratio = check_positive(step_ratio, "step_ratio", allow_zero=False)
+    step_ratio = check_positive(step_ratio, "step_ratio")
     if not callable(eps_at):
-        eps = check_positive(eps_at, "eps_at", allow_zero=False)
+        eps = check_positive(eps_at, "eps_at")
         eps_at = lambda progress: eps  # noqa: E731
     norm = attacks.normalize_norm(norm)
 
@@ -171,7 +171,7 @@ def flippable_fraction(x: torch.Tensor, eps: float, threshold: float = 0.5) -> t
 
     Taught in :ref:`ch-large-perturbations`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     threshold = _check_threshold(threshold)
     check_images(x, "x")
     flat = x.flatten(1)

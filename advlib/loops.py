@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageData, Loader
 from .distributed import shard_indices
-from .utils import check_images, check_int, check_labels, check_positive, draw, show_progress
+from .utils import check_images, check_int, check_labels, check_nonnegative, check_positive, draw, show_progress
 
 SCHEDULES = ("constant", "linear", "cosine", "piecewise")
 # (x, y), or (x, y, idx) with the examples' indices when asked for (indices=True)
@@ -60,7 +60,7 @@ def check_schedule(schedule: str, warmup: float = 0.0) -> None:
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0.0 <= check_positive(warmup, "warmup") < 1.0:
+    if not 0.0 <= check_nonnegative(warmup, "warmup") < 1.0:
         raise ValueError(f"warmup must be a fraction of training in [0, 1), got {warmup!r}")
 
 
@@ -209,7 +209,7 @@ def total_steps(steps: int | None, epochs: float | None, per_epoch: int | None) 
         raise ValueError("give exactly one of steps and epochs")
     if steps is not None:
         return check_int(steps, "steps", minimum=1)
-    check_positive(epochs, "epochs", allow_zero=False)
+    check_positive(epochs, "epochs")
     if per_epoch is None:
         raise ValueError("epochs needs finite data; with a sampler give steps")
     return max(1, int(round(epochs * per_epoch)))

@@ -20,7 +20,7 @@ from torch import nn
 
 from . import attacks
 from .train import Adversary, Regularizer, ramp
-from .utils import (check_images, check_int, check_model_input, check_positive, draw, eval_mode,
+from .utils import (check_images, check_int, check_model_input, check_nonnegative, check_positive, draw, eval_mode,
                     freeze_batch_norm_stats)
 
 
@@ -58,8 +58,8 @@ def trades_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, alpha:
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    eps = check_positive(eps, "eps")
-    alpha = check_positive(alpha, "alpha", allow_zero=False)
+    eps = check_nonnegative(eps, "eps")
+    alpha = check_positive(alpha, "alpha")
     steps = check_int(steps, "steps", minimum=1)
     norm = attacks.normalize_norm(norm)
     check_images(x, "x")
@@ -125,12 +125,12 @@ def trades_regularizer(eps: float, beta: float, *, steps: int, alpha: float, nor
 
     Taught in :ref:`ch-pgd-training`.
     """
-    eps = check_positive(eps, "eps")
-    beta = check_positive(beta, "beta")
+    eps = check_nonnegative(eps, "eps")
+    beta = check_nonnegative(beta, "beta")
     steps = check_int(steps, "steps", minimum=1)
-    alpha = check_positive(alpha, "alpha", allow_zero=False)
+    alpha = check_positive(alpha, "alpha")
     norm = attacks.normalize_norm(norm)
-    eps_ramp = check_positive(eps_ramp, "eps_ramp")
+    eps_ramp = check_nonnegative(eps_ramp, "eps_ramp")
 
     def regularizer(model: nn.Module, x: torch.Tensor, progress: float, y: torch.Tensor | None = None) -> torch.Tensor:
         e = ramp(eps, progress, eps_ramp)
@@ -186,11 +186,11 @@ def nfgsm_adversary(eps: float, *, k: float = 2.0, alpha: float | None = None,
 
     Taught in :ref:`ch-fast-training`.
     """
-    eps = check_positive(eps, "eps")
-    k = check_positive(k, "k")
+    eps = check_nonnegative(eps, "eps")
+    k = check_nonnegative(k, "k")
     if alpha is not None:
-        alpha = check_positive(alpha, "alpha", allow_zero=False)
-    eps_ramp = check_positive(eps_ramp, "eps_ramp")
+        alpha = check_positive(alpha, "alpha")
+    eps_ramp = check_nonnegative(eps_ramp, "eps_ramp")
 
     def adversary(model, x, y, progress):
         e = ramp(eps, progress, eps_ramp)

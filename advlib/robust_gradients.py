@@ -37,7 +37,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import attacks
-from .utils import check_int, check_positive, draw, eval_mode
+from .utils import check_int, check_nonnegative, check_positive, draw, eval_mode
 
 SALIENCY_METHODS = ("gradient", "saliency", "smoothgrad", "integrated_gradients")
 
@@ -59,14 +59,14 @@ class TsiprasToy:
     def __post_init__(self):
         if not 0.5 < self.p < 1.0:
             raise ValueError(f"p must be in (0.5, 1), got {self.p!r}")
-        check_positive(self.eta, "eta", allow_zero=False)
+        check_positive(self.eta, "eta")
         check_int(self.d, "d", minimum=1)
 
     @classmethod
     def of(cls, d: int, p: float = 0.95, k: float = 3.0) -> "TsiprasToy":
         """The distribution with ``d`` weak features of mean ``k / sqrt(d)`` each."""
         check_int(d, "d", minimum=1)
-        check_positive(k, "k", allow_zero=False)
+        check_positive(k, "k")
         return cls(p=float(p), eta=float(k) / d ** 0.5, d=int(d))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +86,7 @@ def linear_adversarial_loss(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, e
 
     Taught in :ref:`ch-robust-gradients`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     return F.softplus(-y * (x @ w) + eps * w.abs().sum()).mean()
 
 
@@ -98,7 +98,7 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *, steps: i
     Taught in :ref:`ch-robust-gradients`.
     """
     check_int(steps, "steps", minimum=1)
-    check_positive(lr, "lr", allow_zero=False)
+    check_positive(lr, "lr")
     w = torch.zeros(x.shape[1], dtype=x.dtype, requires_grad=True)
     opt = torch.optim.Adam([w], lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 - t / steps)  # decay to 0: a settled w
@@ -121,7 +121,7 @@ def linear_accuracy(w: torch.Tensor, toy: TsiprasToy, eps: float = 0.0) -> float
 
     Taught in :ref:`ch-robust-gradients`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     w = w.detach().double()
     if w.numel() != toy.d + 1:
         raise ValueError(f"w must have d + 1 = {toy.d + 1} entries, got {w.numel()}")
@@ -155,7 +155,7 @@ def rescale_gradient(g: torch.Tensor, clip_std: float = 3.0) -> torch.Tensor:
 
     Taught in :ref:`ch-robust-gradients`.
     """
-    check_positive(clip_std, "clip_std", allow_zero=False)
+    check_positive(clip_std, "clip_std")
     flat = g.flatten(1)
     scale = (clip_std * flat.std(dim=1, keepdim=True)).clamp_min(1e-12)
     return ((flat / scale).clamp(-1, 1) * 0.5 + 0.5).view_as(g)
@@ -203,7 +203,7 @@ def saliency_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods=SA
     if unknown:
         raise ValueError(f"methods must be among {list(SALIENCY_METHODS)}, got {unknown}")
     check_int(smoothgrad_samples, "smoothgrad_samples", minimum=1)
-    check_positive(smoothgrad_std, "smoothgrad_std")
+    check_nonnegative(smoothgrad_std, "smoothgrad_std")
     check_int(ig_steps, "ig_steps", minimum=2)
     out: dict[str, torch.Tensor] = {}
     x = x.detach()

@@ -37,7 +37,7 @@ import torch
 
 from . import data as _data
 from .data import data_roots, not_found, reading
-from .utils import check_int, check_positive
+from .utils import check_int, check_nonnegative
 
 SENTIMENT_FILES = {
     # source name -> file under <root>/text/sentiment
@@ -437,7 +437,7 @@ def sentiment_corpus(max_len: int = 20, min_abs_rating: float = 0.5, vocab_size:
 
     Taught in :ref:`ch-arae`."""
     check_int(max_len, "max_len", minimum=1)
-    check_positive(min_abs_rating, "min_abs_rating")
+    check_nonnegative(min_abs_rating, "min_abs_rating")
     kept = [s for s in sentiment_sentences(root, sources)
             if 1 <= len(s.tokens) <= max_len and abs(s.rating) >= min_abs_rating]
     if not 0 < n_test < len(kept):

@@ -38,8 +38,8 @@ from . import attacks, distributed, loops
 from .evaluate import Attack, accuracy, robust_accuracy
 from .loops import check_schedule
 from .data import ImageData, Loader
-from .utils import (announce_compute_path, batch_norm_layers, bf16_autocast, check_int, check_positive, eval_mode,
-                    freeze_batch_norm_stats, model_device, resolve_amp)
+from .utils import (announce_compute_path, batch_norm_layers, bf16_autocast, check_int, check_nonnegative,
+                    check_positive, eval_mode, freeze_batch_norm_stats, model_device, resolve_amp)
 
 Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 Regularizer = Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
@@ -61,7 +61,7 @@ def fgsm_adversary(eps: float, *, eps_ramp: float = 0.0) -> Adversary:
 
     Taught in :ref:`ch-fgsm`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
 
     def adversary(model, x, y, progress):
         e = ramp(eps, progress, eps_ramp)
@@ -85,7 +85,7 @@ def fgsm_rs_adversary(eps: float, *, alpha: float | None = None, eps_ramp: float
 
     Taught in :ref:`ch-fgsm` and :ref:`ch-fast-training`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     if not isinstance(clip_start, bool):
         raise ValueError(f"clip_start must be True or False, got {clip_start!r}")
 
@@ -110,7 +110,7 @@ def pgd_adversary(eps: float, *, alpha: float | None = None, steps: int = 7, nor
 
     Taught in :ref:`ch-pgd-training`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     steps = check_int(steps, "steps", minimum=1)
 
     def adversary(model, x, y, progress):
@@ -179,14 +179,14 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
 
     Taught in :ref:`ch-preliminaries`.
     """
-    check_positive(epochs, "epochs", allow_zero=False)
-    check_positive(lr, "lr", allow_zero=False)
+    check_positive(epochs, "epochs")
+    check_positive(lr, "lr")
     check_int(batch_size, "batch_size", minimum=1)
     if unlabelled_batch_size is not None:
         check_int(unlabelled_batch_size, "unlabelled_batch_size", minimum=1)
     check_schedule(schedule, warmup)
     if grad_clip is not None:
-        grad_clip = check_positive(grad_clip, "grad_clip", allow_zero=False)
+        grad_clip = check_positive(grad_clip, "grad_clip")
     if unlabelled is not None and getattr(regularizer, "uses_labels", False):
         raise ValueError("unlabelled= cannot be used with a regularizer that uses labels (uses_labels=True, e.g. "
                          "gradalign_regularizer): it runs on the labelled batch; drop unlabelled")
@@ -321,10 +321,10 @@ def vat_regularizer(eps: float, *, xi: float = 1e-6, power_iterations: int = 1, 
 
     Taught in :ref:`ch-vat`.
     """
-    eps = check_positive(eps, "eps")
-    check_positive(xi, "xi", allow_zero=False)
+    eps = check_nonnegative(eps, "eps")
+    check_positive(xi, "xi")
     check_int(power_iterations, "power_iterations", minimum=0)
-    weight = check_positive(weight, "weight")
+    weight = check_nonnegative(weight, "weight")
 
     def regularizer(model: nn.Module, x_u: torch.Tensor, progress: float) -> torch.Tensor:
         e = ramp(eps, progress, eps_ramp)
@@ -357,7 +357,7 @@ def fgm_adversary(eps: float, *, norm: str | float = 2, bounds: tuple[float, flo
 
     Taught in :ref:`ch-vat`.
     """
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     norm = attacks.normalize_norm(norm)
 
     def adversary(model, x, y, progress):

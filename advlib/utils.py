@@ -340,18 +340,30 @@ def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> Non
                          f"e.g. {name}.to({dtype})")
 
 
-def check_positive(value: float, name: str, *, allow_zero: bool = True) -> float:
-    """Return ``float(value)`` or raise ``ValueError`` if it is negative (or zero when not allowed).
+def check_nonnegative(value: float, name: str) -> float:
+    """Return ``float(value)`` if it is a finite number ``>= 0``, else raise ``ValueError`` naming ``name``.
 
     Taught in :ref:`ch-preliminaries`.
     """
+    return _check_number(value, name, strict=False)
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``float(value)`` if it is a finite number ``> 0``, else raise ``ValueError`` naming ``name``
+    (for ``>= 0``, :func:`check_nonnegative`).
+
+    Taught in :ref:`ch-preliminaries`.
+    """
+    return _check_number(value, name, strict=True)
+
+
+def _check_number(value: float, name: str, strict: bool) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        need = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
+    if not np.isfinite(v) or v < 0 or (v == 0 and strict):
+        raise ValueError(f"{name} must be a finite number {'> 0' if strict else '>= 0'}, got {value!r}")
     return v
 
 

@@ -35,7 +35,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -46,7 +46,7 @@ from . import attacks as _attacks
 from . import budget as _budget
 from . import cache as _cache
 from .evaluate import Accuracy, Attack, RobustnessReport, autoattack_attacks, robustness
-from .utils import check_images, check_labels, check_positive, eval_mode, freeze_batch_norm_stats, new_generator
+from .utils import check_images, check_labels, check_nonnegative, eval_mode, freeze_batch_norm_stats, new_generator
 
 #: The headline evaluation at each budget: PGD steps and restarts, APGD steps, the number of target
 #: classes of APGD-T, and Square's queries. ``book`` fits a 2-core CPU for 1,000 MNIST or CIFAR-10
@@ -112,7 +112,7 @@ def headline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
     """
     check_images(x, "x")
     check_labels(y, x.shape[0], "y")
-    eps = check_positive(eps, "eps")
+    eps = check_nonnegative(eps, "eps")
     norm = _attacks.normalize_norm(norm)
     budget = _budget.resolve(budget)
     s = dict(HEADLINE_SETTINGS[budget])
