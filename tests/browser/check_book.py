@@ -11,7 +11,10 @@ For each page it checks that
 - every saved widget renders to DOM controls or outputs;
 - every local link and image resolves (the file exists; a #fragment names an element of that page);
 - no script, style sheet or image is loaded from a remote address;
-- the page (its HTML document, with the saved widget state in it) stays under 2 MB.
+- the page (its HTML document, with the saved widget state in it) stays under 2 MB;
+- exercises and solutions (sphinx-exercise, book/exercises.md) render as their admonitions, and every
+  solution's body is hidden until its toggle is clicked and shown after; the convention page,
+  book/exercises.html, must have at least one of each.
 It also notes pages whose HTML and own images together pass 2 MB, and lists the figures shown at less than 65% of their size (labels drawn at 10 pt, 100 dpi are then
 below 9 px) as a note. Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM), driven by Playwright.
 The last line reads "browser: N passed, M failed", counting pages. This file is not collected by pytest.
@@ -89,6 +92,44 @@ WAIT_FOR_WIDGETS = r"""
 """
 
 
+# the pages that must show at least one exercise and one solution (relative to the built book)
+EXERCISE_PAGES = {"book/exercises.html"}
+
+
+def check_exercises(page, name: str) -> tuple[list[str], int]:
+    """Exercises and solutions render, and each solution stays collapsed until its toggle is clicked."""
+    problems = []
+    exercises = page.locator("div.exercise.admonition")
+    solutions = page.locator("div.solution.admonition")
+    n_ex, n_sol = exercises.count(), solutions.count()
+    if name in EXERCISE_PAGES and not (n_ex and n_sol):
+        problems.append(f"exercises: {n_ex} exercises and {n_sol} solutions rendered, expected both")
+    for i in range(n_ex):
+        if not exercises.nth(i).locator(":scope > .admonition-title").is_visible():
+            problems.append(f"exercises: exercise {i + 1} shows no title")
+    for i in range(n_sol):
+        solution = solutions.nth(i)
+        title = solution.locator(":scope > .admonition-title").inner_text().strip() or f"solution {i + 1}"
+        body = solution.locator(":scope > :not(.admonition-title)")
+        if not body.count():
+            problems.append(f"exercises: {title!r} has no body")
+            continue
+        shown = [j for j in range(body.count()) if body.nth(j).is_visible()]
+        if shown:
+            problems.append(f"exercises: {title!r} is not collapsed before its toggle is clicked")
+            continue
+        button = solution.locator(":scope > .admonition-title .toggle-button")
+        if not button.count():
+            problems.append(f"exercises: {title!r} has no toggle button (is it :class: dropdown?)")
+            continue
+        button.first.click()
+        try:
+            body.first.wait_for(state="visible", timeout=5_000)
+        except Exception:
+            problems.append(f"exercises: {title!r} stays hidden after its toggle is clicked")
+    return problems, n_ex + n_sol
+
+
 def ids_in(path: Path, cache: dict) -> set[str]:
     if path not in cache:
         cache[path] = set(re.findall(r'\bid="([^"]+)"', path.read_text(errors="replace")))
@@ -119,13 +160,14 @@ def check_page(page, path: Path, root: Path, id_cache: dict) -> tuple[list[str],
         target = (path.parent / redirect.group(1)).resolve()
         return ([] if target.exists() else [f"redirect to a missing page: {redirect.group(1)}"]), \
             {"math": 0, "widgets": 0, "views": 0, "controls": 0, "outputs": 0, "html": path.stat().st_size,
-             "bytes": path.stat().st_size, "small": [], "links": 0, "images": 0}
+             "bytes": path.stat().st_size, "small": [], "links": 0, "images": 0, "exercises": 0}
     page.goto(path.as_uri(), wait_until="load")
     try:
         page.wait_for_function(WAIT_FOR_WIDGETS, timeout=30_000)
     except Exception:
         problems.append("widgets: not every saved widget rendered within 30 s")
     info = page.evaluate(INSPECT)
+    exercise_problems, exercise_items = check_exercises(page, str(path.relative_to(root)))
     page.wait_for_timeout(200)  # let late console messages arrive
     page.remove_listener("requestfailed", on_request_failed)
 
@@ -138,6 +180,7 @@ def check_page(page, path: Path, root: Path, id_cache: dict) -> tuple[list[str],
     if info["widgetViews"] != info["widgetsRendered"]:
         problems.append(f"widgets: {info['widgetViews'] - info['widgetsRendered']} of {info['widgetViews']} "
                         "saved widgets have no controls or outputs")
+    problems += exercise_problems
     for text in events["console"]:
         problems.append(f"console: {text}")
     for url in events["missing"]:
@@ -181,7 +224,7 @@ def check_page(page, path: Path, root: Path, id_cache: dict) -> tuple[list[str],
     stats = {"math": info["mathJaxOutputs"], "widgets": info["widgetsRendered"], "views": info["widgetViews"],
              "controls": info["widgetControls"], "outputs": info["widgetOutputs"],
              "html": html_bytes, "bytes": page_bytes, "small": small,
-             "links": len(info["links"]), "images": len(info["images"])}
+             "links": len(info["links"]), "images": len(info["images"]), "exercises": exercise_items}
     return problems, stats
 
 
@@ -199,7 +242,7 @@ def main() -> int:
 
     start = time.time()
     failed, remote, id_cache = 0, [], {}
-    totals = {"math": 0, "widgets": 0, "controls": 0, "outputs": 0}
+    totals = {"math": 0, "widgets": 0, "controls": 0, "outputs": 0, "exercises": 0}
     small_figures, heavy = [], []
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
         context = pw.chromium.launch_persistent_context(
@@ -246,7 +289,7 @@ def main() -> int:
 
     print(f"\n{len(pages)} pages in {time.time() - start:.1f} s: {totals['math']} formulas typeset, "
           f"{totals['widgets']} widgets rendered ({totals['controls']} controls, {totals['outputs']} outputs), "
-          f"{len(remote)} network requests blocked")
+          f"{totals['exercises']} exercises and solutions rendered, {len(remote)} network requests blocked")
     for name, size in heavy:
         print(f"note: {name} weighs {size / 2**20:.2f} MB with its images (its figures are wider than shown)")
     if small_figures:
