@@ -24,7 +24,7 @@ CALLS = [  # (label, recipe, args, kwargs): every recipe, and the variants the c
     ("subset_mnist(1000, 2.0)", "subset_mnist", (1000, 2.0), {}),
     *[(f"fast_mnist({m!r})", "fast_mnist", (m,), {}) for m in
       ("fgsm", "fgsm_rs", "fgsm_rs_unclipped", "fgsm_rs_es", "pgd3", "pgd7", "gradalign", "apart", "apart_stored",
-       "apart_wd")],
+       "apart_wd", "nfgsm")],
     ("fast_mnist('fgsm_rs', alpha=1.5, seed=1)", "fast_mnist", ("fgsm_rs",), {"alpha": 1.5, "seed": 1}),
     ("fast_cifar('fgsm')", "fast_cifar", ("fgsm",), {}),
     ("fast_cifar('fgsm', eps=16/255, width=64)", "fast_cifar", ("fgsm",), {"eps": 16 / 255, "width": 64}),
@@ -41,6 +41,9 @@ CALLS = [  # (label, recipe, args, kwargs): every recipe, and the variants the c
     ("vat_mnist(100, 'ml')", "vat_mnist", (100, "ml"), {}),
     ("vat_mnist(100, 'vat', xi=1e-3)", "vat_mnist", (100, "vat"), {"xi": 1e-3}),
     ("vat_mnist(None, 'vat')", "vat_mnist", (None, "vat"), {}),
+    ("trades_mnist", "trades_mnist", (), {}),
+    ("trades_mnist(6.0)", "trades_mnist", (6.0,), {}),
+    ("trades_cifar", "trades_cifar", (), {}),
 ]
 BUDGETS = ("smoke", "book", "paper")
 

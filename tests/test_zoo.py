@@ -291,3 +291,26 @@ def test_robust_overfitting_recipe_records_train_val_and_test_curves(tiny, monke
     # robust accuracy counts only images that are also right clean
     assert all(r <= c for r, c in zip(hist["test_pgd_acc"], hist["test_acc"]))
     assert model.meta["config"]["epochs"] == 2 and not model.training
+
+
+def test_trades_recipes_train_with_the_kl_regularizer_and_name_their_beta(tiny, cache_in_tmp, monkeypatch):
+    """TRADES: robust_mnist's settings plus beta; trained on clean CE + beta KL (no PGD adversary)."""
+    monkeypatch.setitem(zoo.RECIPES["trades_mnist"], "smoke", {**zoo.RECIPES["robust_mnist"]["smoke"], "beta": 1.0})
+    seen = []
+    original = zoo._common.trades_regularizer
+
+    def spy(eps, beta, **kwargs):
+        seen.append((eps, beta, kwargs["steps"], kwargs["alpha"]))
+        return original(eps, beta, **kwargs)
+
+    monkeypatch.setattr(zoo._common, "trades_regularizer", spy)
+    monkeypatch.setattr(zoo._common, "pgd_adversary", lambda *a, **k: pytest.fail("TRADES trains without PGD"))
+    model = zoo.trades_mnist(budget="smoke", verbose=False)
+    other = zoo.trades_mnist(3.0, budget="smoke", verbose=False)
+    assert seen == [(0.3, 1.0, 1, 0.15), (0.3, 3.0, 1, 0.15)]
+    assert model.meta["name"] == "trades_mnist_beta1" and other.meta["name"] == "trades_mnist_beta3"
+    assert model.meta["history"]["val_robust_acc"]  # validated under PGD like robust_mnist
+    settings = {k: v for k, v in zoo.recipe("trades_mnist", "book").items() if k != "beta"}
+    assert settings == zoo.recipe("robust_mnist", "book")  # the same budget as PGD training
+    with pytest.raises(ValueError, match="beta must be a finite number > 0"):
+        zoo.trades_mnist(0.0, budget="smoke")

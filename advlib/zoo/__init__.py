@@ -16,7 +16,8 @@ Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_lan
 (chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
 and ``fast_cifar`` (chapter 09, one per fast-training method), ``robust_overfitting_mnist`` and
 ``robust_overfitting_cifar`` (chapter 09), ``robust_mnist_l2``, ``robust_cifar_l2`` and ``subset_mnist`` (chapter 08),
-``plain_large_mnist``, ``extended_mnist``, ``iat_mnist`` and ``extended_cifar`` (chapter 10). The robust ones
+``plain_large_mnist``, ``extended_mnist``, ``iat_mnist`` and ``extended_cifar`` (chapter 10), and
+``trades_mnist`` and ``trades_cifar`` (TRADES beside chapter 07's PGD training). The robust ones
 solve Madry et al.'s saddle-point problem
 
 .. math:: \\min_\\theta \\mathbb{E}_{(x, y)} \\Big[\\max_{\\|\\delta\\|_\\infty \\le \\epsilon} L(h_\\theta(x + \\delta), y)\\Big]
@@ -60,10 +61,11 @@ from ._sentiment import ARAE_VARIANTS, CORPUS_SETTINGS, arae_sentiment, sentimen
 from ._large_perturbations import (EXTENDED_CIFAR_EPS, _LARGE_MNIST_COMMON, _large_eps_train, extended_cifar,
                                    extended_mnist, iat_mnist, plain_large_mnist)
 from ._vat import VAT_LABELS, VAT_METHODS, VAT_XI_PAPER, _VAT_ONLY, vat_mnist
-from . import _common, _fast_training, _gradients, _large_perturbations, _pgd, _sentiment, _standard, _vat
+from ._trades import trades_cifar, trades_mnist
+from . import _common, _fast_training, _gradients, _large_perturbations, _pgd, _sentiment, _standard, _trades, _vat
 
 __all__ = ["recipe", "over_seeds", "standard_mnist", "robust_mnist", "standard_cifar", "robust_cifar",
            "robust_mnist_l2", "robust_cifar_l2", "subset_mnist", "fast_mnist", "fast_cifar",
            "robust_overfitting_mnist", "robust_overfitting_cifar", "plain_large_mnist", "extended_mnist",
            "iat_mnist", "extended_cifar", "sentiment_corpus", "arae_sentiment", "sentiment_language_model",
-           "vat_mnist"]
+           "vat_mnist", "trades_mnist", "trades_cifar"]

@@ -17,6 +17,7 @@ from torch import nn
 from .. import budget as _budget
 from .. import data, distributed, models, stats
 from ..evaluate import Accuracy, attack as _attack
+from ..objectives import trades_regularizer
 from ..train import fit, pgd_adversary
 from ..utils import check_int, get_device, seed_everything
 
@@ -74,22 +75,29 @@ def _split(train_set: data.ImageData, cfg: dict) -> tuple[data.ImageData, data.I
 
 def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool) -> Callable[[nn.Module], object]:
     """A ``train(model)`` for :func:`advlib.cache.load_or_train`: :func:`advlib.train.fit` with the
-    recipe's settings, a PGD adversary when ``adversarial``, and a held-out validation set (clean,
-    and under PGD-``val_steps`` at ``eps`` when ``adversarial``) evaluated ``evals`` times."""
+    recipe's settings, a PGD adversary when ``adversarial`` (or, when the settings hold TRADES's
+    ``beta``, clean training plus :func:`advlib.objectives.trades_regularizer`), and a held-out
+    validation set (clean, and under PGD-``val_steps`` at ``eps`` when ``adversarial``) evaluated
+    ``evals`` times."""
 
     def train(model: nn.Module):
         seed_everything(cfg["seed"])
         train_set, val_set = _split(load(), cfg)
         val = val_set.tensors(device=get_device())
-        adversary = val_attack = None
+        adversary = val_attack = regularizer = None
         if adversarial:
             norm = cfg.get("norm", "inf")  # the L-inf recipes predate the key: absent, it is "inf"
-            adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], norm=norm,
-                                      eps_ramp=cfg["eps_ramp"])
+            if "beta" in cfg:  # TRADES: clean cross-entropy + beta KL(f(x) || f(x')), x' from the KL's PGD
+                regularizer = trades_regularizer(cfg["eps"], cfg["beta"], steps=cfg["steps"], alpha=cfg["alpha"],
+                                                 norm=norm, eps_ramp=cfg["eps_ramp"])
+            else:
+                adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], norm=norm,
+                                          eps_ramp=cfg["eps_ramp"])
             val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"], norm=norm)
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
-                   warmup=cfg["warmup"], adversary=adversary, val=val, val_attack=val_attack, evals=cfg["evals"],
+                   warmup=cfg["warmup"], adversary=adversary, regularizer=regularizer, val=val, val_attack=val_attack,
+                   evals=cfg["evals"],
                    amp=cfg["amp"], seed=cfg["seed"])
 
     return train

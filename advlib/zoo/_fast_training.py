@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .. import cache, data, fast
+from ..objectives import nfgsm_adversary
 from ..evaluate import accuracy, attack as _attack, correct_mask, robust_mask
 from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary
 from ..utils import get_device, new_generator, seed_everything
@@ -90,6 +91,8 @@ FAST_METHODS: dict[str, dict] = {
     # the (robust) fgsm_rs model the loss's pull on alpha at alpha = eps (sigma = eps / 2, 1,000 training
     # images) is about 0.11, so the decay, 0.4 alpha, outweighs it there and holds alpha below eps
     "apart_wd": dict(adversary="apart", alpha=1.0, sigma=1.0, apart_lr=1e-3, stored_starts=True, apart_wd=0.4),
+    # de Jorge et al.'s N-FGSM: noise U[-2 eps, 2 eps], then an FGSM step of eps, not projected back
+    "nfgsm": dict(adversary="nfgsm", alpha=1.0, noise=2.0),
     "pgd3": dict(adversary="pgd", alpha=0.5, steps=3),          # multi-step peers, for the cost table
     "pgd7": dict(adversary="pgd", alpha=2.5 / 7, steps=7),
 }
@@ -104,6 +107,8 @@ def _fast_adversary(cfg: dict, n_examples: int):
         return fgsm_rs_adversary(eps, alpha=cfg["alpha"] * eps, clip_start=cfg.get("clip_start", True))
     if kind == "pgd":
         return pgd_adversary(eps, alpha=cfg["alpha"] * eps, steps=cfg["steps"])
+    if kind == "nfgsm":
+        return nfgsm_adversary(eps, k=cfg["noise"], alpha=cfg["alpha"] * eps)
     return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"],
                                weight_decay=cfg.get("apart_wd", 0.0),
                                n_examples=n_examples if cfg.get("stored_starts") else None)
@@ -122,7 +127,9 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
     training batch of 500 images was highest), ``"gradalign"`` (FGSM plus the GradAlign penalty),
     ``"apart"`` (:class:`advlib.fast.APARTAdversary`), ``"apart_stored"`` (the same with a start stored
     per training example, its ``n_examples``), ``"apart_wd"`` (that, with a weight decay on the
-    adversary's two parameters), and the multi-step peers ``"pgd3"`` and ``"pgd7"``.
+    adversary's two parameters), ``"nfgsm"`` (de Jorge et al.'s N-FGSM: noise of twice eps and an FGSM
+    step of eps, not projected back onto the ball; :func:`advlib.objectives.nfgsm_adversary`), and the
+    multi-step peers ``"pgd3"`` and ``"pgd7"``.
     ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train``, ``seed`` and, for ``"gradalign"``,
     the penalty's weight ``gradalign`` (default 1) override the recipe (and enter the cache key), for
     sweeps.
