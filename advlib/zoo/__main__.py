@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--width is an option of fast_cifar only, not of {args.name}")
     if args.name == "subset_mnist" and args.n_train is None:
         parser().error("subset_mnist needs --n-train (how many training images)")
-    budget = _budget.current() if args.budget is None else args.budget
+    budget = _budget.resolve(args.budget)
     options = {"variant": args.variant} if args.variant is not None else {}
     if args.method is not None:
         options["method"] = args.method
