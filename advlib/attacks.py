@@ -123,21 +123,33 @@ def _clip(x_adv: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tens
     return x_adv if bounds is None else x_adv.clamp(bounds[0], bounds[1])
 
 
-def _check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless the model's output is a tensor of logits (N, num_classes) that
-    ``y`` indexes."""
+def check_logits(logits: torch.Tensor, n: int | None = None, *, finite: bool = False) -> None:
+    """Raise ``ValueError`` unless the model's output is a tensor of logits of shape (N, num_classes)
+    (``N = n`` when given) and, with ``finite``, free of NaN and infinities (one sync).
+
+    Taught in :ref:`ch-pgd-training`.
+    """
     if not isinstance(logits, torch.Tensor):
         raise ValueError(f"model must return a tensor of logits of shape (N, num_classes), got a "
                          f"{type(logits).__name__}; wrap it so that forward returns the logits only")
-    if logits.dim() != 2:
-        raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(logits.shape)}")
+    if logits.dim() != 2 or (n is not None and logits.shape[0] != n):
+        raise ValueError(f"model must return logits of shape ({'N' if n is None else n}, num_classes), "
+                         f"got {tuple(logits.shape)}")
+    if finite:
+        bad = int((~torch.isfinite(logits.detach())).any(1).sum())
+        if bad:
+            raise ValueError(f"model returned NaN or infinite logits for {bad} of {logits.shape[0]} images of x; "
+                             "nothing measured on them means anything (check the model's weights)")
+
+
+def _check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless the model's output is a finite tensor of logits (N, num_classes)
+    that ``y`` indexes."""
+    check_logits(logits)
     if y.max().item() >= logits.shape[1]:
         raise ValueError(f"y must hold class indices in [0, {logits.shape[1] - 1}] for this model, "
                          f"got a label {y.max().item()}")
-    bad = int((~torch.isfinite(logits.detach())).any(1).sum())
-    if bad:
-        raise ValueError(f"model returned NaN or infinite logits for {bad} of {logits.shape[0]} images of x; "
-                         "an attack on such outputs means nothing (check the model's weights)")
+    check_logits(logits, finite=True)
 
 
 def _check_losses(losses: torch.Tensor, n: int) -> None:

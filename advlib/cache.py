@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 import tempfile
 import time
@@ -249,25 +248,14 @@ def machine_record(device: torch.device | str | None = None) -> dict:
 
     Taught in :ref:`ch-pgd-training`.
     """
-    from .utils import bf16_is_native, get_device
+    from .utils import bf16_is_native, cpu_name, get_device
 
     device = torch.device(get_device() if device is None else device)
-    record = {"cpu": _cpu_model(), "cpu_bf16_native": bf16_is_native("cpu"), "threads": torch.get_num_threads(),
+    record = {"cpu": cpu_name(), "cpu_bf16_native": bf16_is_native("cpu"), "threads": torch.get_num_threads(),
               "device": str(device), "torch": str(torch.__version__)}
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
     return record
-
-
-def _cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn.Module], Any],

@@ -141,18 +141,9 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.T
             if not out:
                 check_model_input(model, xb, "x")
             logits = model(xb)
-            _check_logits(logits, xb.shape[0])
+            _attacks.check_logits(logits, xb.shape[0])
             out.append(logits.float().to(x.device))
     return torch.cat(out)
-
-
-def _check_logits(logits: torch.Tensor, n: int) -> None:
-    """Raise ``ValueError`` unless the model returned a tensor of logits of shape (n, num_classes)."""
-    if not isinstance(logits, torch.Tensor):
-        raise ValueError(f"model must return a tensor of logits of shape (N, num_classes), got a "
-                         f"{type(logits).__name__}; wrap it so that forward returns the logits only")
-    if logits.dim() != 2 or logits.shape[0] != n:
-        raise ValueError(f"model must return logits of shape ({n}, num_classes), got {tuple(logits.shape)}")
 
 
 def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -162,10 +153,7 @@ def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
     """
     check_labels(y, x.shape[0], "y")
     logits = predict(model, x, batch_size)
-    bad = int((~torch.isfinite(logits)).any(1).sum())
-    if bad:
-        raise ValueError(f"model returned NaN or infinite logits for {bad} of {logits.shape[0]} images of x; "
-                         "its accuracy is undefined (check the model's weights)")
+    _attacks.check_logits(logits, finite=True)
     return logits.argmax(1) == y.to(x.device)
 
 
@@ -443,7 +431,7 @@ class _TorchattacksAttack:
             with eval_mode(model), _float32(x.device):
                 with torch.no_grad():
                     logits = model(x[:1])
-                _check_logits(logits, 1)
+                _attacks.check_logits(logits, 1)
                 if logits.shape[1] != self.num_classes:
                     raise ValueError(f"num_classes must be the model's number of outputs, {logits.shape[1]}, "
                                      f"for {self.__name__}; got num_classes={self.num_classes}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import platform
 import random
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -68,6 +70,20 @@ def get_device() -> torch.device:
         else:
             _DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return _DEVICE
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows.
+
+    Taught in :ref:`ch-pgd-training`.
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def bf16_is_native(device: torch.device | str | None = None) -> bool:

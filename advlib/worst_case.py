@@ -140,8 +140,7 @@ def headline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
     with torch.no_grad(), eval_mode(model):
         out = model(x[:1])
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError("model must return a tensor of logits of shape (N, num_classes)")
+    _attacks.check_logits(out)
     return int(out.shape[1])
 
 

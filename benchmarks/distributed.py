@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from advlib.utils import cpu_name
 
 
 def options() -> argparse.ArgumentParser:
@@ -64,17 +65,6 @@ def worker(args) -> None:
 
 
 # ------------------------------------------------------------------------------------ launcher
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(args, nproc: int, out: Path, threads: int | None = None) -> dict:
     """Start one run of ``nproc`` processes with ``cores / nproc`` threads each (or ``threads``);
     return its result."""

@@ -6,6 +6,8 @@ frontier.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 from .. import cache, data
@@ -57,12 +59,8 @@ def trades_mnist(beta: float | None = None, budget: str | None = None, retrain: 
 
     Taught in :ref:`ch-pgd-training`.
     """
-    cfg = recipe("trades_mnist", budget, seed)
-    if beta is not None:
-        cfg["beta"] = check_positive(beta, "beta")
-    train = _train_with(cfg, lambda: data.mnist(train=True, root=root), adversarial=True)
-    return cache.load_or_train(f"trades_mnist_beta{cfg['beta']:g}", _mnist_cnn(cfg), train, cfg, cfg["budget"],
-                               retrain, verbose=verbose)
+    return _trades("trades_mnist", _mnist_cnn, lambda: data.mnist(train=True, root=root), beta, budget, retrain,
+                   verbose, seed)
 
 
 def trades_cifar(beta: float | None = None, budget: str | None = None, retrain: bool = False, root=None,
@@ -75,9 +73,16 @@ def trades_cifar(beta: float | None = None, budget: str | None = None, retrain: 
 
     Taught in :ref:`ch-pgd-training`.
     """
-    cfg = recipe("trades_cifar", budget, seed)
+    return _trades("trades_cifar", _cifar_model, lambda: data.cifar10(train=True, root=root), beta, budget,
+                   retrain, verbose, seed)
+
+
+def _trades(name: str, build: Callable[[dict], Callable[[], nn.Module]], load: Callable[[], data.ImageData],
+            beta: float | None, budget: str | None, retrain: bool, verbose: bool, seed: int | None) -> nn.Module:
+    """The TRADES recipe ``name`` with ``beta`` (default the recipe's), cached as ``<name>_beta<beta>``."""
+    cfg = recipe(name, budget, seed)
     if beta is not None:
         cfg["beta"] = check_positive(beta, "beta")
-    train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
-    return cache.load_or_train(f"trades_cifar_beta{cfg['beta']:g}", _cifar_model(cfg), train, cfg, cfg["budget"],
-                               retrain, verbose=verbose)
+    train = _train_with(cfg, load, adversarial=True)
+    return cache.load_or_train(f"{name}_beta{cfg['beta']:g}", build(cfg), train, cfg, cfg["budget"], retrain,
+                               verbose=verbose)
