@@ -32,6 +32,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .kernels import input_gradient_model, match_memory_format
 from .utils import (check_images, check_int, check_labels, check_model_input, check_nonnegative, check_positive,
                     draw, eval_mode)
 
@@ -203,7 +204,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
         steps: int = 10, norm: str | float = "inf", random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss_fn: LossFn | None = None,
         bounds: tuple[float, float] | None = (0.0, 1.0), generator: torch.Generator | None = None,
-        early_stop: bool = False, select: str = "best", channels_last: bool | str = "auto") -> torch.Tensor:
+        early_stop: bool = False, select: str = "best", cpu_kernels: bool | str = "auto") -> torch.Tensor:
     r"""Projected Gradient Descent (Madry et al., 2018), L-inf or L2, with random starts and restarts.
 
     .. math:: \delta_0 \sim U(\mathcal{B}_\epsilon),\quad
@@ -222,16 +223,18 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     ``select="last"`` keeps each restart's last iterate instead (the textbook algorithm, and what
     torchattacks returns), the best of them over restarts.
 
-    Speed: with ``channels_last="auto"`` a float32 convolutional model on the CPU is run through
-    detached channels-last copies of its 4-D weights (``torch.func.functional_call``; the model itself,
-    its parameters, gradients and buffers are not touched), which oneDNN's convolutions run faster
-    (``benchmarks/attacks.py`` prints the ratio); ``True`` forces it on any device, ``False`` turns it off.
+    Speed: with ``cpu_kernels="auto"`` a float32 convolutional model on the CPU runs through
+    :func:`advlib.kernels.input_gradient_model`: detached channels-last copies of its 4-D weights, and
+    the input gradient of a convolution with few input channels as one matrix product (the model
+    itself, its parameters, gradients and buffers are not touched; the iterates agree with the plain
+    run to float rounding; ``benchmarks/attacks.py`` prints the ratio). ``True`` forces them on any
+    device, ``False`` turns them off.
 
     Args: model (returns logits); x (N, ...) float in [0, 1]; y (N,) long (targets if targeted);
     eps >= 0; alpha > 0, step size (default ``2.5 * eps / steps``); steps >= 0; norm "inf" or 2;
     random_start; restarts >= 1; targeted; loss_fn(logits, y) -> (N,) to maximise; bounds;
     generator for the random starts (each restart draws a start for the whole batch, so the starts do
-    not depend on which examples remain); early_stop; select "best" or "last"; channels_last "auto",
+    not depend on which examples remain); early_stop; select "best" or "last"; cpu_kernels "auto",
     True or False. Returns x_adv, detached.
 
     Example: ``x_adv = pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, restarts=5)``
@@ -245,11 +248,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else check_positive(alpha, "alpha")
     if select not in ("best", "last"):
         raise ValueError(f"select must be 'best' or 'last', got {select!r}")
-    if channels_last not in ("auto", True, False):
-        raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
     loss_fn = loss_fn or _default_loss(targeted)
-    forward = _channels_last_forward(model, x, channels_last)
-    x = _match_memory_format(x.detach(), model)
+    forward = input_gradient_model(model, x, cpu_kernels)
+    x = match_memory_format(x.detach(), model)
     n = x.shape[0]
     best_x = x.clone()
     best_loss = torch.full((n,), -float("inf"), device=x.device)
@@ -259,25 +260,29 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     with eval_mode(model):
         for r in range(restarts):
             start = random_delta(x, eps, norm, generator) if random_start and eps > 0 else None
-            idx = torch.arange(n, device=x.device) if r == 0 else (~best_hit).nonzero().squeeze(1)
-            if idx.numel() == 0:
+            # the examples still attacked: all of them (a slice, so the bookkeeping below needs no
+            # gather or scatter), or those no earlier restart has fooled
+            idx = slice(None) if r == 0 else (~best_hit).nonzero().squeeze(1)
+            if r > 0 and idx.numel() == 0:
                 break
             xa, ya = x[idx], y[idx]
             delta = torch.zeros_like(xa) if start is None else _clip(xa + start[idx], bounds) - xa
             for t in range(steps + 1):
                 last = t == steps
+                candidate = xa + delta
                 if last and not score_last:
-                    best_x[idx] = xa + delta
+                    best_x[idx] = candidate
                     break
-                logits, losses, grad = _forward(forward, xa + delta, ya, loss_fn, need_grad=not last,
+                logits, losses, grad = _forward(forward, candidate, ya, loss_fn, need_grad=not last,
                                                 check_labels_of=None if checked else y)
                 checked = True
                 hit = (logits.argmax(1) == ya) if targeted else (logits.argmax(1) != ya)
                 if select == "best" or last:  # with select="last", only the last iterate is a candidate
-                    better = (hit & ~best_hit[idx]) | ((hit == best_hit[idx]) & (losses > best_loss[idx]))
-                    best_x[idx] = torch.where(better.view(-1, *([1] * (x.dim() - 1))), xa + delta, best_x[idx])
-                    best_loss[idx] = torch.where(better, losses, best_loss[idx])
-                    best_hit[idx] = best_hit[idx] | hit
+                    was_hit, was_loss = best_hit[idx], best_loss[idx]
+                    better = (hit & ~was_hit) | ((hit == was_hit) & (losses > was_loss))
+                    best_x[idx] = torch.where(better.view(-1, *([1] * (x.dim() - 1))), candidate, best_x[idx])
+                    best_loss[idx] = torch.where(better, losses, was_loss)
+                    best_hit[idx] = was_hit | hit
                 if last:
                     break
                 delta = project(delta + alpha * ascent_direction(grad, norm), eps, norm)
@@ -286,40 +291,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
                     keep = (~hit).nonzero().squeeze(1)
                     if keep.numel() == 0:
                         break
-                    if keep.numel() < idx.numel():
-                        idx, xa, ya, delta = idx[keep], xa[keep], ya[keep], delta[keep]
+                    if keep.numel() < ya.numel():
+                        idx = keep if isinstance(idx, slice) else idx[keep]
+                        xa, ya, delta = xa[keep], ya[keep], delta[keep]
     return best_x.detach()
-
-
-def _match_memory_format(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """``x`` in channels-last layout when the model's first 4-D weight is (a model converted with
-    ``model.to(memory_format=torch.channels_last)``), so that its convolutions skip a reorder."""
-    if x.dim() == 4:
-        for p in model.parameters():
-            if p.dim() == 4:
-                if p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous():
-                    return x.contiguous(memory_format=torch.channels_last)
-                break
-    return x
-
-
-def _channels_last_forward(model: nn.Module, x: torch.Tensor,
-                           channels_last: bool | str) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` itself, or a function computing ``model(x)`` with channels-last copies of its 4-D
-    weights (detached, so no gradient can reach the model's parameters). ``"auto"``: only for 4-D
-    float32 inputs on the CPU, when the model has 4-D weights."""
-    if channels_last is False or x.dim() != 4:
-        return model
-    params = dict(model.named_parameters())
-    if not any(p.dim() == 4 for p in params.values()):
-        return model
-    if channels_last == "auto" and (x.device.type != "cpu" or x.dtype != torch.float32):
-        return model
-    # empty_like restrides even where .contiguous() would not (a weight with one input channel counts
-    # as both layouts, and convolutions then fall back to the default one)
-    swapped = {k: torch.empty_like(p, memory_format=torch.channels_last).copy_(p.detach()) if p.dim() == 4
-               else p.detach() for k, p in params.items()}
-    return lambda inputs: torch.func.functional_call(model, swapped, (inputs,))
 
 
 def _forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,

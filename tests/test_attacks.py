@@ -222,8 +222,8 @@ def test_pgd_matches_torchattacks_float32_few_steps(tiny, batch, norm, eps, alph
 
 
 @pytest.mark.parametrize("norm", NORMS)
-def test_pgd_channels_last_view_runs_channels_last_and_agrees(tiny, batch, norm):
-    """``channels_last="auto"`` runs the convolutions on channels-last copies of the weights (seen by a
+def test_pgd_cpu_kernels_run_channels_last_and_agree(tiny, batch, norm):
+    """``cpu_kernels="auto"`` runs the convolutions on channels-last copies of the weights (seen by a
     hook on the first convolution's output) and finds the same adversarial examples as the plain path."""
     x, y = batch
     seen = []
@@ -231,14 +231,14 @@ def test_pgd_channels_last_view_runs_channels_last_and_agrees(tiny, batch, norm)
         lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous()))
     kw = dict(eps=0.1, steps=5, norm=norm, generator=torch.Generator().manual_seed(3))
     try:
-        plain = attacks.pgd(tiny, x, y, channels_last=False, **kw)
+        plain = attacks.pgd(tiny, x, y, cpu_kernels=False, **kw)
         plain_layout, seen[:] = list(seen), []
         kw["generator"] = torch.Generator().manual_seed(3)
         fast = attacks.pgd(tiny, x, y, **kw)
     finally:
         hook.remove()
-    assert plain_layout and not any(plain_layout), "channels_last=False must run the model as it comes"
-    assert seen and all(seen), "channels_last='auto' must run the convolutions channels-last on the CPU"
+    assert plain_layout and not any(plain_layout), "cpu_kernels=False must run the model as it comes"
+    assert seen and all(seen), "cpu_kernels='auto' must run the convolutions channels-last on the CPU"
     # the same iterates up to float32 rounding; a rounding difference may tip a near-tie between two
     # iterates' losses (best-iterate selection) or a ReLU kink in an odd example
     same = ((plain - fast).flatten(1).abs().amax(1) <= 1e-5).float().mean().item()
@@ -246,7 +246,7 @@ def test_pgd_channels_last_view_runs_channels_last_and_agrees(tiny, batch, norm)
     assert all(p.is_contiguous() for p in tiny.parameters()), "the model's own weights keep their layout"
 
 
-def test_pgd_channels_last_auto_leaves_float64_alone(tiny, batch):
+def test_pgd_cpu_kernels_auto_leaves_float64_alone(tiny, batch):
     seen = []
     model = tiny.double()
     hook = model.body[0].register_forward_hook(
@@ -258,9 +258,9 @@ def test_pgd_channels_last_auto_leaves_float64_alone(tiny, batch):
     assert seen and not any(seen)
 
 
-def test_bad_channels_last(tiny, batch):
-    with pytest.raises(ValueError, match="channels_last must be 'auto', True or False"):
-        attacks.pgd(tiny, *batch, eps=0.1, channels_last="yes")
+def test_bad_cpu_kernels(tiny, batch):
+    with pytest.raises(ValueError, match="cpu_kernels must be 'auto', True or False"):
+        attacks.pgd(tiny, *batch, eps=0.1, cpu_kernels="yes")
 
 
 def test_pgd_scores_the_last_iterate_only_when_it_must():
