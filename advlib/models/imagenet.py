@@ -96,7 +96,7 @@ def imagenet_classifier(name: str = "efficientnet_lite0", device: torch.device |
     """A pretrained ImageNet classifier in eval mode, frozen (no parameter requires grad).
 
     Takes (N, 3, H, W) in [0, 1]; resizes to 224 (bilinear, antialiased when ``antialias`` is True:
-    see :class:`ResizeNormalize`) and normalises inside; returns 1000 logits.
+    see :class:`~advlib.models.imagenet.ResizeNormalize`) and normalises inside; returns 1000 logits.
 
     Taught in :ref:`ch-targeted-attacks`.
     """
