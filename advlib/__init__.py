@@ -1,6 +1,7 @@
 """advlib: the small library behind the book *Adversarial Training*.
 
-Modules, in the order data flows: :mod:`~advlib.data` -> :mod:`~advlib.models` ->
+Modules, in the order data flows: :mod:`~advlib.data` (its files found, downloaded and read by
+:mod:`~advlib.datafiles`) -> :mod:`~advlib.models` ->
 :mod:`~advlib.attacks` -> :mod:`~advlib.train` / :mod:`~advlib.evaluate` -> :mod:`~advlib.plots`;
 plus :mod:`~advlib.budget` (smoke / book / paper), :mod:`~advlib.cache` (trained models),
 :mod:`~advlib.zoo` (named recipes shared by the chapters), :mod:`~advlib.loops` (the bookkeeping
@@ -8,7 +9,8 @@ every training loop shares), :mod:`~advlib.results` (each chapter's paper-vs-our
 :mod:`~advlib.stats` (intervals and paired comparisons, on scipy.stats), :mod:`~advlib.worst_case`
 (the headline robust accuracy over every attack, its warning flags and the evaluation cache),
 :mod:`~advlib.lessons` (each chapter's self-checks in one ledger) and :mod:`~advlib.distributed`
-(data-parallel training under ``torchrun``); :mod:`~advlib.objectives` adds TRADES and N-FGSM to
+(data-parallel training under ``torchrun``); :mod:`~advlib.kernels` (the attacks' faster CPU path);
+:mod:`~advlib.objectives` adds TRADES and N-FGSM to
 :func:`~advlib.train.fit`.
 The generative side: :mod:`~advlib.gan` (chapter 01) and
 :mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
@@ -16,12 +18,12 @@ The generative side: :mod:`~advlib.gan` (chapter 01) and
 The later robustness chapters: :mod:`~advlib.robust_gradients` (08), :mod:`~advlib.fast` (09) and
 :mod:`~advlib.large_eps` (10).
 """
-from . import (aae, arae, attacks, budget, cache, data, distributed, evaluate, fast, gan, large_eps, lessons, loops,
-               models, objectives, plots, results, stats, text, train, utils, worst_case, zoo)
+from . import (aae, arae, attacks, budget, cache, data, datafiles, distributed, evaluate, fast, gan, kernels, large_eps,
+               lessons, loops, models, objectives, plots, results, stats, text, train, utils, worst_case, zoo)
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "distributed", "evaluate", "fast", "gan",
-           "large_eps", "lessons", "loops", "models", "objectives", "plots", "results", "stats", "text", "train", "utils",
+__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "datafiles", "distributed", "evaluate", "fast", "gan",
+           "kernels", "large_eps", "lessons", "loops", "models", "objectives", "plots", "results", "stats", "text", "train", "utils",
            "worst_case", "zoo",
            "get_device", "seed_everything", "__version__"]

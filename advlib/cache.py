@@ -34,6 +34,7 @@ from torch import nn
 
 from . import budget as _budget
 from . import distributed
+from .utils import atomic_write
 
 ENV_VAR = "ADVLIB_CACHE"
 STALE_TEMP_S = 3600  # seconds; a temporary file of a save left unmodified this long is a killed save's
@@ -181,16 +182,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
     Taught in :ref:`ch-pgd-training`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    path = atomic_write(path, lambda tmp: torch.save(obj, tmp))
     _remove_stale_temps(path)
     return path
 

@@ -1,6 +1,7 @@
 """Datasets as in-memory tensors, batch loaders, sample images and ImageNet class names.
 
-Where the data come from (first that applies):
+Where the data come from (first that applies; :mod:`advlib.datafiles` holds the search, the
+downloads, the errors and the file formats):
 
 1. the ``root`` argument;
 2. the environment variable ``ADVLIB_DATA``;
@@ -21,18 +22,10 @@ Taught in chapter 00 (preliminaries).
 """
 from __future__ import annotations
 
-import contextlib
-import gzip
 import io
 import math
 import os
-import pickle
-import socket
-import struct
-import threading
 import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -40,10 +33,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
+# re-exported: a loader's errors and roots belong to advlib.data's interface too
+from .datafiles import (ENV_VAR, DataNotFoundError, check_arrays, data_roots, default_cache_root,  # noqa: F401
+                        download_or_explain, is_online, not_found, read_cifar_batch, read_cifar_npz, read_idx,
+                        reading)
 from .distributed import shard_indices
-from .utils import check_int, draw, get_device
+from .utils import atomic_write, check_int, draw, get_device
 
-ENV_VAR = "ADVLIB_DATA"
 MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first MNIST mirror
 CIFAR_HOST = "www.cs.toronto.edu"
 
@@ -57,121 +53,6 @@ SAMPLE_IMAGES = {
     # name -> (file under <root>/images, public URL used only when online)
     "pig": ("pig.jpg", "https://adversarial-ml-tutorial.org/introduction/pig.jpg"),
 }
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Raised when a dataset is neither in the data root nor downloadable (offline).
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-
-
-# --------------------------------------------------------------------------------------- roots
-def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/advlib/data``, or ``~/.cache/advlib/data``.
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "advlib" / "data"
-
-
-def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for data, in order: ``root``, ``$ADVLIB_DATA``, the cache folder.
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-    roots = []
-    if root is not None:
-        roots.append(Path(root).expanduser())
-    if os.environ.get(ENV_VAR):
-        roots.append(Path(os.environ[ENV_VAR]).expanduser())
-    roots.append(default_cache_root())
-    return roots
-
-
-def is_online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """True when a TCP connection to ``host`` opens within ``timeout`` seconds, name lookup included
-    (the check runs in a daemon thread and is given up after ``timeout``, however the lookup hangs).
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-    opened, done = [], threading.Event()
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                opened.append(True)
-        except OSError:
-            pass
-        finally:
-            done.set()
-
-    threading.Thread(target=probe, name=f"is_online({host})", daemon=True).start()
-    done.wait(timeout)
-    return bool(opened)
-
-
-def _download(fetch, what: str, expected: list[str], roots: list[Path]) -> None:
-    """Run a torchvision download; any failure becomes a :class:`DataNotFoundError` saying what to place where."""
-    try:
-        fetch()
-    except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on the mirror
-        raise not_found(what, expected, roots, f"(The download failed: {type(e).__name__}: {str(e).splitlines()[0]})") from e
-
-
-def not_found(what: str, expected: list[str], roots: list[Path], hint: str = "") -> DataNotFoundError:
-    """The :class:`DataNotFoundError` for ``what``: the folders searched, the files ``expected`` in one
-    of them (relative to a data root), and a ``hint``.
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-    tried = "\n".join(f"  - {r}" for r in roots)
-    files = "\n".join(f"  <root>/{e}" for e in expected)
-    return DataNotFoundError(
-        f"{what} not found, and it could not be downloaded (offline, or download=False).\n"
-        f"Folders searched:\n{tried}\n"
-        f"Place these files in one of them, or point the environment variable {ENV_VAR} at a folder "
-        f"that holds them:\n{files}\n{hint}".rstrip()
-    )
-
-
-# ------------------------------------------------------------------------------ reading files
-@contextlib.contextmanager
-def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Turn a failure to read or parse ``path`` into a ``ValueError`` naming it and ``what`` it should be.
-
-    Example: ``with reading(path, "an IDX file"): ...``
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-    try:
-        yield
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError, ValueError, TypeError, KeyError, struct.error, zlib.error, zipfile.BadZipFile,
-            pickle.UnpicklingError) as e:
-        reason = f"{type(e).__name__}: {e}"
-        if "allow_pickle" in reason:  # numpy's advice, which would let the file run code
-            reason = "it holds pickled Python objects, which are never loaded since they can run code"
-        raise ValueError(f"{path} cannot be read as {what} ({reason}); it is corrupt, truncated or not "
-                         f"such a file: replace it") from e
-
-
-def _check_arrays(images: np.ndarray, labels: np.ndarray, image_shape: tuple[int, ...], num_classes: int,
-                  images_file: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> None:
-    """Raise ``ValueError`` naming the file unless ``images`` is uint8 (N, *image_shape) and ``labels``
-    holds N integers in [0, num_classes)."""
-    labels_file = images_file if labels_file is None else labels_file
-    if images.dtype != np.uint8 or images.shape[1:] != image_shape:
-        raise ValueError(f"{images_file}: images must be uint8 of shape (N, {', '.join(map(str, image_shape))}), "
-                         f"got {images.dtype} of shape {images.shape}")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (images.shape[0],):
-        raise ValueError(f"{labels_file}: labels must be {images.shape[0]} integers (one per image), "
-                         f"got {labels.dtype} of shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{labels_file}: labels must be class indices in [0, {num_classes - 1}], "
-                         f"got values in [{labels.min()}, {labels.max()}]")
 
 
 # ------------------------------------------------------------------------------------ datasets
@@ -298,25 +179,6 @@ def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, see
 
 
 # ---------------------------------------------------------------------------------------- MNIST
-def _read_idx(path: Path) -> np.ndarray:
-    """The unsigned-byte array in the IDX file ``path`` (plain or ``.gz``)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with reading(path, "an IDX file"), opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 8:
-        raise ValueError(f"{path} is not an IDX file (too short)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    if len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"{path} is truncated inside its header ({len(raw)} bytes, {ndim} dimensions)")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
-    return data.reshape(shape)
-
-
 def _find_mnist(root: Path, train: bool) -> tuple[Path, Path] | None:
     names = MNIST_FILES[train]
     for folder in (root / "MNIST" / "raw", root / "mnist" / "raw", root / "MNIST", root):
@@ -348,62 +210,22 @@ def mnist(train: bool = True, root: str | os.PathLike | None = None, download: b
         import torchvision
 
         cache = default_cache_root()
-        _download(lambda: torchvision.datasets.MNIST(str(cache), train=train, download=True), "MNIST", expected, roots)
+        download_or_explain(lambda: torchvision.datasets.MNIST(str(cache), train=train, download=True), "MNIST", expected, roots)
         files = _find_mnist(cache, train)
         if not files:
             raise not_found("MNIST", expected, roots)
-    images, labels = _read_idx(files[0]), _read_idx(files[1])
-    _check_arrays(images, labels, (28, 28), len(MNIST_CLASSES), files[0], files[1])
+    images, labels = read_idx(files[0]), read_idx(files[1])
+    check_arrays(images, labels, (28, 28), len(MNIST_CLASSES), files[0], files[1])
     images = torch.from_numpy(images.copy()).unsqueeze(1)
     labels = torch.from_numpy(labels.astype(np.int64))
     return ImageData(images, labels, MNIST_CLASSES, f"MNIST-{'train' if train else 'test'}")
 
 
 # ------------------------------------------------------------------------------------- CIFAR-10
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles a CIFAR-10 batch without running code: the only globals admitted are the ones that
-    rebuild numpy arrays (and bytes); anything else in the file is refused."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy.core.numeric", "_frombuffer"), ("_codecs", "encode")}
-
-    def find_class(self, module: str, name: str):
-        old = module.replace("numpy._core", "numpy.core")
-        if (old, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch never holds")
-        if old.startswith("numpy.core") and hasattr(np, "_core"):  # numpy 2 moved numpy.core to numpy._core
-            module = old.replace("numpy.core", "numpy._core")
-        return super().find_class(module, name)
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch of ``cifar-10-batches-py``."""
-    with reading(path, "a CIFAR-10 batch"), open(path, "rb") as f:
-        d = _CifarUnpickler(f, encoding="latin1").load()
-    if not isinstance(d, dict) or not {"data", "labels"} <= set(d):
-        raise ValueError(f"{path} is not a CIFAR-10 batch (a dict with 'data' and 'labels')")
-    x, y = d["data"], np.asarray(d["labels"])
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{path}: 'data' must be a numpy array, got {type(x).__name__}")
-    _check_arrays(x, y, (3 * 32 * 32,), len(CIFAR10_CLASSES), path)
-    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
-
-
 def _cifar_from_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    xs, ys = zip(*(_read_cifar_batch(folder / n) for n in names))
+    xs, ys = zip(*(read_cifar_batch(folder / n) for n in names))
     return np.concatenate(xs), np.concatenate(ys)
-
-
-def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 from an npz of ``x`` (uint8 NHWC) and ``y``."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not an .npz archive; it is corrupt: replace it "
-                         f"(never load it with allow_pickle=True, which would let it run code)")
-    with reading(path, "a CIFAR-10 .npz (arrays x, y)"), np.load(path, allow_pickle=False) as d:
-        x, y = d["x"], d["y"]
-    _check_arrays(x, y, (32, 32, 3), len(CIFAR10_CLASSES), path)
-    return x.transpose(0, 3, 1, 2).copy(), y.astype(np.int64)
 
 
 def cifar10(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
@@ -420,7 +242,7 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
     for r in roots:
         npz = r / "cifar10" / f"{split}.npz"
         if npz.is_file():
-            arrays = _read_cifar_npz(npz)
+            arrays = read_cifar_npz(npz)
             break
         if (r / "cifar-10-batches-py" / ("data_batch_1" if train else "test_batch")).is_file():
             arrays = _cifar_from_batches(r / "cifar-10-batches-py", train)
@@ -433,7 +255,7 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
         import torchvision
 
         cache = default_cache_root()
-        _download(lambda: torchvision.datasets.CIFAR10(str(cache), train=train, download=True), "CIFAR-10",
+        download_or_explain(lambda: torchvision.datasets.CIFAR10(str(cache), train=train, download=True), "CIFAR-10",
                   expected, roots)
         arrays = _cifar_from_batches(cache / "cifar-10-batches-py", train)
     x, y = arrays
@@ -504,11 +326,7 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
     with reading(source, "an image (JPEG, PNG, ...)"):
         img = Image.open(io.BytesIO(blob)).convert("RGB")
     if source == url:  # cache a download only once it is known to be an image
-        dest = default_cache_root() / "images" / fname
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, dest)
+        atomic_write(default_cache_root() / "images" / fname, lambda tmp: tmp.write_bytes(blob))
     x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255)
     if size is not None:
         from torchvision.transforms.functional import center_crop, resize

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -28,6 +27,7 @@ import pandas as pd
 
 from . import budget as _budget
 from .evaluate import Accuracy
+from .utils import atomic_write
 
 ROW_KEYS = ("claim", "paper", "ours")
 SUFFIX = ".results.json"
@@ -90,15 +90,7 @@ def paper_vs_ours(chapter: str, rows: Iterable[Mapping[str, object]], *, budget:
         raise ValueError(f"rows must have distinct claims, got {claims}")
     text = json.dumps({"chapter": chapter, "budget": name, "rows": records}, indent=1, ensure_ascii=False,
                       allow_nan=False)  # strict JSON: no NaN or Infinity
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
     table = pd.DataFrame(records, columns=list(ROW_KEYS)).set_index("claim")
     return table.rename(columns={"ours": f"this book ({name})"})
 

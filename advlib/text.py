@@ -36,8 +36,8 @@ from typing import ClassVar, Iterable, Iterator, Sequence
 import torch
 
 from . import data as _data
-from .data import data_roots, not_found, reading
-from .utils import check_int, check_nonnegative
+from .datafiles import data_roots, not_found, reading
+from .utils import atomic_write, check_int, check_nonnegative
 
 SENTIMENT_FILES = {
     # source name -> file under <root>/text/sentiment
@@ -118,7 +118,7 @@ def sentiment_sentences(root: str | None = None, sources: Iterable[str] | None =
     When the files are in no data root and ``download`` is true and the machine is online, the corpus
     is downloaded into the cache folder first (:func:`download_sentiment_corpus`: the sdist of
     ``vaderSentiment`` 3.3.2 from PyPI, every file checked against ``SENTIMENT_SHA256``).
-    Otherwise, or when the download fails, raises :class:`advlib.data.DataNotFoundError` naming the
+    Otherwise, or when the download fails, raises :class:`advlib.datafiles.DataNotFoundError` naming the
     files to place under a data root.
 
     Taught in :ref:`ch-arae`.
@@ -152,7 +152,7 @@ def sentiment_sentences(root: str | None = None, sources: Iterable[str] | None =
 def download_sentiment_corpus(root: str | os.PathLike | None = None, url: str = VADER_SDIST_URL,
                               sha256: str | None = VADER_SDIST_SHA256, timeout: float = 60.0) -> Path:
     """Download the sentiment corpus into ``<root>/text/sentiment`` (``root`` defaults to the cache
-    folder, :func:`advlib.data.default_cache_root`) and return that folder.
+    folder, :func:`advlib.datafiles.default_cache_root`) and return that folder.
 
     ``url`` is the source distribution of the PyPI package ``vaderSentiment`` 3.3.2; its SHA-256 must
     be ``sha256`` (``None`` skips only this check, for a copy served elsewhere). The four
@@ -177,7 +177,7 @@ def download_sentiment_corpus(root: str | os.PathLike | None = None, url: str = 
     files = sentiment_files_from_sdist(blob, sha256=sha256, source=url)
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
-        _write_atomically(folder / name, content)
+        atomic_write(folder / name, lambda tmp, content=content: tmp.write_bytes(content))
     return folder
 
 
@@ -228,16 +228,6 @@ def _member_bytes(archive: tarfile.TarFile, name: str, where: str) -> bytes:
     assert handle is not None  # a regular file always has one
     with handle:
         return handle.read()
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same folder, renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(content)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_rated(path: Path, source: str) -> list[Sentence]:

@@ -10,6 +10,7 @@ import itertools
 import os
 import platform
 import random
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -391,3 +392,26 @@ def check_int(value: int, name: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write a file so that a reader never sees it half-written: ``write(tmp)`` writes a temporary file
+    ``<name><8 characters>.tmp`` in the same folder (created if needed), which then replaces ``path``
+    in one step (``os.replace``); if ``write`` fails, ``path`` is left as it was and the temporary
+    file is removed. Every file advlib writes goes through here (models, results, downloads).
+
+    Example: ``atomic_write(path, lambda tmp: tmp.write_text(text))``
+
+    Taught in :ref:`ch-preliminaries`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
