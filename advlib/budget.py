@@ -2,16 +2,22 @@
 ``paper`` (the paper's own settings, for a GPU).
 
 The budget comes from the environment variable ``ADVLIB_BUDGET`` (default ``book``). A chapter reads
-all its sizes from one cell::
+all its sizes from one place: its settings module in :mod:`advlib.settings`, in one line::
+
+    cfg = advlib.budget.chapter("targeted_attacks")
+    cfg.pgd_steps
+
+or, in a chapter whose pass has not moved them there yet, a table in its setup cell::
 
     cfg = advlib.budget.pick(smoke=dict(epochs=1, n_train=2000),
                              book=dict(epochs=3, n_train=60000),
                              paper=dict(epochs=100, n_train=60000))
-    cfg.epochs
 """
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 from typing import Any
 
 BUDGETS = ("smoke", "book", "paper")
@@ -72,3 +78,53 @@ def pick(budget: str | None = None, **options: dict) -> Config:
     cfg = Config(options[name])
     cfg["budget"] = name
     return cfg
+
+
+def chapter_names() -> list[str]:
+    """The chapters whose settings live in :mod:`advlib.settings` (module names, e.g. ``"targeted_attacks"``).
+
+    Taught in :ref:`ch-targeted-attacks`.
+    """
+    from . import settings
+
+    return sorted(m.name for m in pkgutil.iter_modules(settings.__path__) if not m.name.startswith("_"))
+
+
+def _chapter_module(name: str):
+    names = chapter_names()
+    if name not in names:
+        raise ValueError(f"chapter must be one of {names}, got {name!r}")
+    module = importlib.import_module(f"advlib.settings.{name}")
+    tables = {b: getattr(module, b.upper(), None) for b in BUDGETS}
+    missing = [b for b, t in tables.items() if not isinstance(t, dict)]
+    if missing:
+        raise ValueError(f"advlib.settings.{name} must define {', '.join(b.upper() for b in missing)} as dicts")
+    keys = {b: set(t) for b, t in tables.items()}
+    if len({frozenset(k) for k in keys.values()}) != 1:
+        raise ValueError(f"advlib.settings.{name}: every budget must list the same settings, got {keys}")
+    return tables
+
+
+def chapter(name: str, budget: str | None = None) -> Config:
+    """The settings of chapter ``name`` (a module of :mod:`advlib.settings`) for the active budget (or
+    ``budget``), as :func:`pick` gives them: a :class:`Config` with ``budget`` added.
+
+    Example: ``cfg = chapter("targeted_attacks")``
+
+    Taught in :ref:`ch-targeted-attacks`.
+    """
+    tables = _chapter_module(name)
+    return pick(budget, **{b: dict(t) for b, t in tables.items()})
+
+
+def chapter_table(name: str):
+    """Chapter ``name``'s settings side by side, one row a setting and one column a budget (a pandas
+    DataFrame), for a reader who wants to see what ``smoke`` leaves out.
+
+    Taught in :ref:`ch-targeted-attacks`.
+    """
+    import pandas as pd
+
+    tables = _chapter_module(name)
+    return pd.DataFrame({b: {k: repr(v) if isinstance(v, list) else v for k, v in t.items()}
+                         for b, t in tables.items()})

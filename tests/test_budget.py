@@ -22,3 +22,39 @@ def test_bad_budgets(monkeypatch):
         budget.pick(smoke={}, fast={})
     with pytest.raises(AttributeError, match="no key"):
         budget.pick(book=dict(a=1), budget="book").b
+
+
+# ------------------------------------------------------------------ chapter settings (advlib.settings)
+def test_every_chapter_settings_module_lists_the_same_settings_at_every_budget():
+    import json
+    from pathlib import Path
+
+    names = budget.chapter_names()
+    assert "targeted_attacks" in names
+    notebooks = "".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+    for name in names:
+        configs = [budget.chapter(name, b) for b in budget.BUDGETS]
+        assert len({frozenset(c) for c in configs}) == 1, name
+        assert [c.budget for c in configs] == list(budget.BUDGETS)
+        assert json.dumps(f'budget.chapter("{name}")')[1:-1] in notebooks, f"no chapter loads advlib.settings.{name}"
+        table = budget.chapter_table(name)
+        assert list(table.columns) == list(budget.BUDGETS) and len(table) == len(configs[0]) - 1
+
+
+def test_chapter_settings_errors_name_the_argument(monkeypatch):
+    import sys
+    import types
+
+    with pytest.raises(ValueError, match=r"chapter must be one of \['targeted_attacks'"):
+        budget.chapter("pig")
+    with pytest.raises(ValueError, match="budget must be one of"):
+        budget.chapter("targeted_attacks", "huge")
+    fake = types.ModuleType("advlib.settings.uneven")
+    fake.SMOKE, fake.BOOK, fake.PAPER = dict(a=1), dict(a=2, b=3), dict(a=3)
+    monkeypatch.setitem(sys.modules, "advlib.settings.uneven", fake)
+    monkeypatch.setattr(budget, "chapter_names", lambda: ["uneven"])
+    with pytest.raises(ValueError, match="every budget must list the same settings"):
+        budget.chapter("uneven")
+    del fake.PAPER
+    with pytest.raises(ValueError, match="must define PAPER as dicts"):
+        budget.chapter("uneven")

@@ -49,3 +49,34 @@ def test_code_fits_the_page(path):
     long = [line for c in nb["cells"] if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
             if len(line) > 79 and not line.lstrip().startswith("%")]
     assert not long, f"{path.name}: {len(long)} code line(s) over 79 characters, e.g. {long[0]!r}"
+
+
+def shows_a_figure(source: str) -> bool:
+    """Whether a code cell calls ``plt.show()`` itself, outside any function it defines (a widget's
+    callback draws only when the reader moves it)."""
+    import ast
+
+    code = "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            inside |= {id(n) for n in ast.walk(node)}
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "show"
+               and isinstance(n.func.value, ast.Name) and n.func.value.id == "plt" and id(n) not in inside
+               for n in ast.walk(tree))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_figure_was_kept(path):
+    """A cell that shows a figure (``plt.show()``) holds an image in its committed outputs: a chapter
+    executed with a non-interactive backend (``MPLBACKEND=Agg``) would keep none, and its page would
+    be text only."""
+    nb = json.loads(path.read_text())
+    empty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and shows_a_figure("".join(c["source"]))
+             and not any(k.startswith("image/") for o in c.get("outputs", []) for k in o.get("data", {}))]
+    assert not empty, f"{path.name}: cells {empty} show a figure but hold no image (executed with MPLBACKEND=Agg?)"
