@@ -2,7 +2,7 @@
 ``paper`` (the paper's own settings, for a GPU).
 
 The budget comes from the environment variable ``ADVLIB_BUDGET`` (default ``book``). A chapter reads
-all its sizes from one place: its settings module in :mod:`advlib.settings`, in one line::
+all its sizes from one place: its settings module in ``advlib.settings``, in one line::
 
     cfg = advlib.budget.chapter("targeted_attacks")
     cfg.pgd_steps
@@ -81,7 +81,7 @@ def pick(budget: str | None = None, **options: dict) -> Config:
 
 
 def chapter_names() -> list[str]:
-    """The chapters whose settings live in :mod:`advlib.settings` (module names, e.g. ``"targeted_attacks"``).
+    """The chapters whose settings live in ``advlib.settings`` (module names, e.g. ``"targeted_attacks"``).
 
     Taught in :ref:`ch-targeted-attacks`.
     """
@@ -106,7 +106,7 @@ def _chapter_module(name: str):
 
 
 def chapter(name: str, budget: str | None = None) -> Config:
-    """The settings of chapter ``name`` (a module of :mod:`advlib.settings`) for the active budget (or
+    """The settings of chapter ``name`` (a module of ``advlib.settings``) for the active budget (or
     ``budget``), as :func:`pick` gives them: a :class:`Config` with ``budget`` added.
 
     Example: ``cfg = chapter("targeted_attacks")``
