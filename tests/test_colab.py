@@ -15,6 +15,7 @@ import importlib
 import inspect
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 URL = CONFIG["repository"]["url"].rstrip("/")
@@ -38,25 +40,17 @@ def cells(path: Path, kind: str) -> list[str]:
     return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == kind]
 
 
-def advlib_function_sources(code: str) -> str:
-    """The source of every advlib function or class the code names as ``module.name`` (``module`` an
-    advlib module), and of the functions those name in turn, in their own modules (three levels)."""
+def advlib_function_sources(path: Path) -> str:
+    """The source of every advlib function or class the chapter uses (as the API reference reads it:
+    its imports, aliases and dotted names), and of the functions those name in turn, in their own
+    modules (three levels)."""
     import sys
 
-    import advlib
-
-    modules = {name: getattr(advlib, name) for name in dir(advlib) if inspect.ismodule(getattr(advlib, name))}
-    python = "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
-                       for line in code.splitlines())
-    for node in ast.walk(ast.parse(python)):  # aliases: from advlib import robust_gradients as rg
-        if isinstance(node, ast.ImportFrom) and node.module == "advlib":
-            for alias in node.names:
-                try:
-                    module = importlib.import_module(f"advlib.{alias.name}")
-                except ImportError:
-                    continue
-                modules[alias.asname or alias.name] = module
-    frontier = {(modules[m], n) for m, n in re.findall(r"\b(\w+)\.(\w+)\b", code) if m in modules}
+    api_reference = pytest.importorskip("api_reference")  # needs Sphinx, which the book's requirements bring
+    frontier = set()
+    for dotted in api_reference.notebook_uses(path):
+        module_name, _, name = dotted.rpartition(".")
+        frontier.add((importlib.import_module(module_name), name))
     seen, sources = set(), []
     for _ in range(3):
         found = set()
@@ -104,7 +98,7 @@ def test_install_line_has_what_the_chapter_needs_and_nothing_more(path):
     code = "\n".join(cells(path, "code"))
     extras, _, packages = PIP.findall(cells(path, "code")[0])[0]
     on_line = set(packages.split()) | ({extras} if extras else set())
-    reached = code + "\n" + advlib_function_sources(code)
+    reached = code + "\n" + advlib_function_sources(path)
     needed = {name for name, module in OPTIONAL.items() if imports(reached, module)}
     missing = needed - on_line - KNOWN_MISSING.get(path.name[:2], set())
     extra = on_line - needed

@@ -126,8 +126,9 @@ class _Uses(ast.NodeVisitor):
             self.dotted.add(self.aliases[node.id])
 
 
-def _code(source: str) -> str:
-    # IPython magics and shell escapes are not Python: each becomes a `pass` at its indentation
+def python_source(source: str) -> str:
+    """A code cell's source as Python: IPython magics and shell escapes each become a ``pass`` at
+    their indentation (the tests read notebooks through this too)."""
     return "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
                      else line for line in source.splitlines())
 
@@ -139,7 +140,7 @@ def notebook_uses(path: Path) -> set[str]:
         source = "".join(cell["source"])
         if cell["cell_type"] == "code":
             try:
-                visitor.visit(ast.parse(_code(source)))
+                visitor.visit(ast.parse(python_source(source)))
             except SyntaxError:
                 pass
         elif cell["cell_type"] == "markdown":
