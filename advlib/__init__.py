@@ -10,20 +10,19 @@ every training loop shares), :mod:`~advlib.results` (each chapter's paper-vs-our
 (the headline robust accuracy over every attack, its warning flags and the evaluation cache),
 :mod:`~advlib.lessons` (each chapter's self-checks in one ledger) and :mod:`~advlib.distributed`
 (data-parallel training under ``torchrun``); :mod:`~advlib.kernels` (the attacks' faster CPU path);
-:mod:`~advlib.objectives` adds TRADES and N-FGSM to
-:func:`~advlib.train.fit`.
+:mod:`~advlib.adversaries` holds everything :func:`~advlib.train.fit` trains against.
 The generative side: :mod:`~advlib.gan` (chapter 01) and
 :mod:`~advlib.aae` (chapter 02), with their networks in :mod:`advlib.models.gan` and
 :mod:`advlib.models.autoencoders`. Sentences (chapter 03): :mod:`~advlib.text` -> :mod:`~advlib.arae`.
 The later robustness chapters: :mod:`~advlib.robust_gradients` (08), :mod:`~advlib.fast` (09) and
 :mod:`~advlib.large_eps` (10).
 """
-from . import (aae, arae, attacks, budget, cache, data, datafiles, distributed, evaluate, fast, gan, kernels, large_eps,
-               lessons, loops, models, objectives, plots, results, stats, text, train, utils, worst_case, zoo)
+from . import (aae, adversaries, arae, attacks, budget, cache, data, datafiles, distributed, evaluate, fast, gan, kernels, large_eps,
+               lessons, loops, models, plots, results, stats, text, train, utils, worst_case, zoo)
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["aae", "arae", "attacks", "budget", "cache", "data", "datafiles", "distributed", "evaluate", "fast", "gan",
-           "kernels", "large_eps", "lessons", "loops", "models", "objectives", "plots", "results", "stats", "text", "train", "utils",
+__all__ = ["aae", "adversaries", "arae", "attacks", "budget", "cache", "data", "datafiles", "distributed", "evaluate", "fast", "gan",
+           "kernels", "large_eps", "lessons", "loops", "models", "plots", "results", "stats", "text", "train", "utils",
            "worst_case", "zoo",
            "get_device", "seed_everything", "__version__"]

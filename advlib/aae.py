@@ -31,8 +31,6 @@ from .utils import check_int, check_nonnegative, check_positive, draw, model_dev
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """One-hot float rows of the labels ``y`` (``(N,)`` ints in ``[0, num_classes)``).
-
-    Taught in :ref:`ch-aae`.
     """
     return F.one_hot(y.long(), num_classes).float()
 
@@ -40,8 +38,6 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 # ================================================================================== priors
 class GaussianPrior:
     r""":math:`p(z) = \mathcal N(0, \text{std}^2 I)` in ``dim`` dimensions.
-
-    Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, dim: int = 2, std: float = 1.0) -> None:
@@ -68,8 +64,6 @@ class MixturePrior:
     ``radius``, each stretched along its radius (standard deviations ``std = (radial, tangential)``),
     like the petals of Makhzani et al.'s figure. ``sample(n, labels)`` draws component ``labels[i]``
     for row ``i`` (any component where the label is -1, i.e. unlabelled).
-
-    Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, n_components: int = 10, radius: float = 4.0, std: tuple[float, float] = (1.0, 0.3)) -> None:
@@ -118,8 +112,6 @@ class MixturePrior:
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     r"""Bernoulli negative log-likelihood of the pixels, summed per image, averaged over the batch:
     :math:`-\sum_j x_j \log \hat x_j + (1 - x_j)\log(1 - \hat x_j)` (nats per image).
-
-    Taught in :ref:`ch-aae`.
     """
     return F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="sum") / x.shape[0]
 
@@ -127,41 +119,18 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, std: float = 1.0) -> torch.Tensor:
     r""":math:`\mathrm{KL}(\mathcal N(\mu, \operatorname{diag} e^{\text{logvar}}) \| \mathcal N(0, s^2 I))`
     per row, in closed form.
-
-    Taught in :ref:`ch-aae`.
     """
     var = logvar.exp() / std ** 2
     return 0.5 * (var + mu.pow(2) / std ** 2 - 1 - logvar + 2 * math.log(std)).sum(1)
 
 
 # ================================================================================== the loops
-class _Run:
-    """What every loop of this module sets up: the batch stream, the length, the logged steps, the
-    history, the progress bar; and the networks' modes (train inside, eval after)."""
-
-    def __init__(self, models: tuple[nn.Module, ...], data, batch_size: int, seed: int, steps: int | None,
-                 epochs: float | None, log_every: int | None, desc: str, progress: bool | None) -> None:
-        self.models = models
-        self.device = model_device(models[0])
-        self.stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=self.device, drop_last=True)
-        self.total = loops.total_steps(steps, epochs, per_epoch)
-        self.log_at = loops.log_steps(self.total, log_every, per_epoch)
-        self.history = loops.History(per_epoch)
-        self.desc, self.progress = desc, progress
-
-    def __iter__(self):
-        """Steps ``t = 1 .. total`` with the networks in train mode; eval mode at the end (or on an error)."""
-        bar = loops.progress_bar(self.total, self.desc, self.progress)
-        try:
-            for t in range(1, self.total + 1):
-                for m in self.models:
-                    m.train()
-                yield t
-                bar.update(1)
-        finally:
-            bar.close()
-            for m in self.models:
-                m.eval()
+def _run(models: tuple[nn.Module, ...], data, batch_size: int, seed: int, steps: int | None, epochs: float | None,
+         log_every: int | None, desc: str, progress: bool | None) -> loops.Run:
+    """The run of every loop of this module: batches of ``data`` (the last partial one dropped) on the
+    first network's device."""
+    return loops.Run.over(models, data, batch_size, seed=seed, device=model_device(models[0]), steps=steps,
+                          epochs=epochs, log_every=log_every, desc=desc, progress=progress)
 
 
 def _reconstruction_adam(encoder: nn.Module, decoder: nn.Module, lr: float) -> torch.optim.Adam:
@@ -174,10 +143,8 @@ def train_autoencoder(encoder: nn.Module, decoder: nn.Module, data, *, epochs: f
     """A plain (unregularised) autoencoder: minimise :func:`reconstruction_loss` only, with Adam. The
     baseline whose codes follow no prior. Both networks are left in eval mode. Returns the history
     (``rec`` per image, one row per epoch by default).
-
-    Taught in :ref:`ch-aae`.
     """
-    run = _Run((encoder, decoder), data, batch_size, seed, steps, epochs, log_every, "AE", progress)
+    run = _run((encoder, decoder), data, batch_size, seed, steps, epochs, log_every, "AE", progress)
     opt = _reconstruction_adam(encoder, decoder, lr)
     for t in run:
         x, _ = next(run.stream)
@@ -225,13 +192,11 @@ def train_aae(encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module, 
         generator: draws the prior samples (default: a ``torch.Generator`` seeded with ``seed + 2``).
 
     Returns the history: ``rec`` (nats per image), ``d_loss``, ``g_loss``, ``time_s`` per epoch.
-
-    Taught in :ref:`ch-aae`.
     """
     if not hasattr(prior, "sample"):
         raise ValueError("prior must be a GaussianPrior or MixturePrior (an object with .sample)")
     loops.check_schedule(schedule)
-    run = _Run((encoder, decoder, discriminator), data, batch_size, seed, steps, epochs, log_every, "AAE", progress)
+    run = _run((encoder, decoder, discriminator), data, batch_size, seed, steps, epochs, log_every, "AAE", progress)
     n_cond = prior.n_components + 1
     opt_ae = _reconstruction_adam(encoder, decoder, lr)
     opt_d, opt_g = adam(discriminator.parameters(), lr_reg, name="lr_reg"), adam(encoder.parameters(), lr_reg, name="lr_reg")
@@ -279,12 +244,10 @@ def train_vae(encoder: nn.Module, decoder: nn.Module, data, prior, *, epochs: fl
     :class:`~advlib.models.autoencoders.GaussianEncoder`. Both networks are left in eval mode.
 
     Returns the history: ``rec``, ``kl`` (nats per image), ``time_s``.
-
-    Taught in :ref:`ch-aae`.
     """
     if not hasattr(prior, "log_prob"):
         raise ValueError("prior must be a GaussianPrior or MixturePrior (an object with .log_prob)")
-    run = _Run((encoder, decoder), data, batch_size, seed, steps, epochs, log_every, "VAE", progress)
+    run = _run((encoder, decoder), data, batch_size, seed, steps, epochs, log_every, "VAE", progress)
     opt = _reconstruction_adam(encoder, decoder, lr)
     g_eps = torch.Generator().manual_seed(seed) if generator is None else generator
     for t in run:
@@ -349,8 +312,6 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
 
     Returns the history: ``rec``, ``d_loss``, ``g_loss``, ``ce`` (the labelled cross-entropy, on the
     noisy inputs when ``input_noise`` > 0), ``val_error`` if ``val``, ``time_s``.
-
-    Taught in :ref:`ch-aae`.
     """
     xl, yl = labelled
     if xl.shape[0] != yl.shape[0] or xl.shape[0] == 0:
@@ -365,7 +326,7 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
     lab_batch = min(lab_batch, xl.shape[0])
     loops.check_schedule(schedule)
     models = (encoder, decoder, disc_y, disc_z)
-    run = _Run(models, data, batch_size, seed, steps, epochs, log_every, "semi-supervised AAE", progress)
+    run = _run(models, data, batch_size, seed, steps, epochs, log_every, "semi-supervised AAE", progress)
     device = run.device
     lab_stream, _ = loops.batches((xl, yl), lab_batch, seed=seed + 3, device=device, drop_last=True,
                                   name="labelled", labels=True)
@@ -419,8 +380,6 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
 def classify(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted classes ``argmax q(y|x)`` of a semi-supervised encoder, in eval mode (its mode
     restored after).
-
-    Taught in :ref:`ch-aae`.
     """
     was = encoder.training
     encoder.eval()
@@ -440,8 +399,6 @@ def encode(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1000, sample: 
     the draws of all of ``x`` are a sample of the aggregated posterior :math:`q(z)`, the means are not
     (they leave out the spread of every :math:`q(z|x)`). ``sample`` is refused for other encoders,
     whose :math:`q(z|x)` is a point mass.
-
-    Taught in :ref:`ch-aae`.
     """
     gaussian = isinstance(encoder, GaussianEncoder)
     if sample and not gaussian:

@@ -55,8 +55,6 @@ class ARAE(nn.Module):
     The generator maps ``noise``-dimensional Gaussian noise through an MLP (``mlp`` units, ReLU) to a
     code; the critic (LeakyReLU 0.2) maps a code to a score; the classifier maps a code to attribute
     logits.
-
-    Taught in :ref:`ch-arae`.
     """
 
     def __init__(self, vocab_size: int, n_attributes: int = 2, embed: int = 128, hidden: int = 128,
@@ -155,8 +153,7 @@ class ARAE(nn.Module):
 class ARAESettings:
     """The weights and step counts of one :func:`arae_round` (defaults: the paper's Yelp settings,
     except the autoencoder's optimiser, see :func:`make_optimizers`).
-
-    Taught in :ref:`ch-arae`."""
+    """
 
     lambda_critic: float = 0.01   # scale of the critic's gradient into the encoder (lambda_1)
     lambda_class: float = 1.0     # weight of the encoder's loss against the code classifier (lambda_2)
@@ -177,8 +174,7 @@ class ARAEOptimizers:
     """One optimiser per player: autoencoder (also used for the encoder's adversarial steps, as in
     the paper's code, so that their weights ``lambda_*`` set their size relative to the
     reconstruction's), critic, generator and code classifier.
-
-    Taught in :ref:`ch-arae`."""
+    """
 
     autoencoder: torch.optim.Optimizer
     critic: torch.optim.Optimizer
@@ -191,8 +187,7 @@ def make_optimizers(model: ARAE, lr_autoencoder: float = 1e-3, lr_gan: float = 1
     """Adam for every player. The paper's code trains the autoencoder with SGD at lr 1 for tens of
     epochs over 450k sentences; for a few thousand steps Adam at ``lr_autoencoder`` converges faster.
     The critic and generator use Adam(``lr_gan``, betas (0.5, 0.9)) as in WGAN-GP.
-
-    Taught in :ref:`ch-arae`."""
+    """
     adam = torch.optim.Adam
     return ARAEOptimizers(
         autoencoder=adam(model.autoencoder_parameters(), lr=lr_autoencoder),
@@ -206,8 +201,7 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     r"""WGAN-GP's :math:`\mathbb E_{\hat c}[(\|\nabla f_w(\hat c)\| - 1)^2]` at random interpolates
     :math:`\hat c = u\, c_{\mathrm{real}} + (1 - u)\, c_{\mathrm{fake}}`, :math:`u \sim U(0, 1)`.
-
-    Taught in :ref:`ch-arae`."""
+    """
     u = draw(torch.rand, (len(real), 1), generator=generator, dtype=real.dtype, device=real.device)
     mixed = (u * real + (1 - u) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
@@ -239,8 +233,6 @@ def arae_round(model: ARAE, optimizers: ARAEOptimizers, batches: Sequence[Batch]
     Noise (code noise, prior samples, interpolation weights) comes from ``generator``. Returns the
     losses of the round (``w_distance`` is the critic's last estimate :math:`f_w(c) - f_w(g(s))`).
     The first batch's ``labels`` must be attributes of the model (``ValueError`` before any update).
-
-    Taught in :ref:`ch-arae`.
     """
     if len(batches) != 1 + settings.critic_steps:
         raise ValueError(f"batches must hold 1 + critic_steps = {1 + settings.critic_steps} batches, got {len(batches)}")
@@ -291,8 +283,6 @@ def train_arae(model: ARAE, corpus: SentimentCorpus, steps: int, batch_size: int
     starts at ``noise_std`` and is multiplied by ``noise_decay`` every 100 rounds (the paper's
     annealing). Returns the history (losses averaged over each ``log_every`` rounds, held-out
     reconstruction token accuracy, wall ``time`` in seconds); leaves the model in eval mode.
-
-    Taught in :ref:`ch-arae`.
     """
     settings = ARAESettings() if settings is None else settings
     if not isinstance(steps, int) or steps < 1:
@@ -332,8 +322,7 @@ def _batches_of(sequences: Sequence[Sequence[int]], size: int = 256) -> Iterator
 def token_accuracy(model: ARAE, rows: Sequence[tuple[Sequence[int], int]], vocab: Vocab) -> float:
     """Teacher-forced next-token accuracy of reconstructing ``(ids, label)`` rows with each row's own
     decoder, over all scored positions (``<eos>`` included). No rows is an error, not an accuracy.
-
-    Taught in :ref:`ch-arae`."""
+    """
     if len(rows) == 0:
         raise ValueError("rows must hold at least one (ids, label) row, got none")
     with eval_mode(model):
@@ -355,8 +344,7 @@ def token_accuracy(model: ARAE, rows: Sequence[tuple[Sequence[int], int]], vocab
 @torch.no_grad()
 def encode_sentences(model: ARAE, sequences: Sequence[Sequence[int]], vocab: Vocab) -> torch.Tensor:
     """Noise-free codes ``(N, code)`` of id sequences.
-
-    Taught in :ref:`ch-arae`."""
+    """
     with eval_mode(model):
         out = []
         for _, chunk in _batches_of(sequences):
@@ -369,8 +357,7 @@ def encode_sentences(model: ARAE, sequences: Sequence[Sequence[int]], vocab: Voc
 def decode_codes(model: ARAE, codes: torch.Tensor, vocab: Vocab, attribute: int, max_len: int = 25
                  ) -> list[list[str]]:
     """Greedy decodings of ``codes`` by decoder ``attribute``, as token lists.
-
-    Taught in :ref:`ch-arae`."""
+    """
     with eval_mode(model):
         out = [vocab.decode(row) for row in model.greedy_decode(codes, attribute, max_len).tolist()]
     return out
@@ -381,8 +368,7 @@ def transfer(model: ARAE, vocab: Vocab, sentences: Sequence[Sequence[int]], targ
     """Unaligned attribute transfer: encode each id sequence and decode it with the decoder of
     ``target`` (one attribute for all, or one per sentence). With ``target`` the sentence's own
     attribute this is its reconstruction. No sentences give no transfers (``[]``).
-
-    Taught in :ref:`ch-arae`."""
+    """
     targets = [int(target)] * len(sentences) if isinstance(target, int) else [int(t) for t in target]
     if len(targets) != len(sentences):
         raise ValueError(f"target must be one int or one per sentence ({len(sentences)}), got {len(targets)}")
@@ -404,8 +390,7 @@ def transfer(model: ARAE, vocab: Vocab, sentences: Sequence[Sequence[int]], targ
 class LanguageModel(nn.Module):
     """A one-layer LSTM language model :math:`p(w_t \\mid w_{<t})`, for the perplexity of generated
     or transferred sentences.
-
-    Taught in :ref:`ch-arae`."""
+    """
 
     def __init__(self, vocab_size: int, embed: int = 128, hidden: int = 256) -> None:
         super().__init__()
@@ -424,8 +409,7 @@ def train_language_model(model: LanguageModel, sequences: Sequence[Sequence[int]
                          steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> LanguageModel:
     """Adam on the mean token cross-entropy of random batches of ``sequences``; returns the model in
     eval mode.
-
-    Taught in :ref:`ch-arae`."""
+    """
     check_int(steps, "steps", minimum=1)
     check_int(batch_size, "batch_size", minimum=1)
     if len(sequences) < batch_size:
@@ -446,8 +430,7 @@ def train_language_model(model: LanguageModel, sequences: Sequence[Sequence[int]
 def perplexity(model: LanguageModel, sequences: Sequence[Sequence[int]], vocab: Vocab) -> float:
     """:math:`\\exp` of the mean token negative log-likelihood of ``sequences`` (``<eos>`` scored),
     empty sequences skipped.
-
-    Taught in :ref:`ch-arae`."""
+    """
     sequences = [s for s in sequences if len(s) > 0]
     if not sequences:
         raise ValueError("sequences must hold at least one non-empty sequence")

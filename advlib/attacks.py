@@ -43,8 +43,6 @@ _NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
 
 def normalize_norm(norm: str | float | int) -> str:
     """Map the accepted spellings of a norm to ``"inf"`` or ``"2"``; raise ``ValueError`` otherwise.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     key = norm.lower() if isinstance(norm, str) else norm
     try:
@@ -62,8 +60,6 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     r"""Project each example's ``delta`` onto the ball ``{||d||_norm <= eps}``.
 
     L-inf: clip every coordinate to [-eps, eps]. L2: scale by ``min(1, eps / ||delta||_2)``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if norm == "inf":
         return delta.clamp(-eps, eps)
@@ -76,8 +72,6 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 
     Always finite: a NaN entry of ``g`` counts as 0, and an L2 gradient with infinite entries steps
     along those entries (normalised), so no NaN can reach an adversarial image.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if norm == "inf":
         return grad.sign().nan_to_num(nan=0.0)
@@ -91,8 +85,6 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def random_delta(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random ``delta`` in the eps-ball: uniform per coordinate (L-inf), or a uniformly random
     direction with a radius uniform in [0, eps] (L2).
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if norm == "inf":
         u = draw(torch.rand, x.shape, generator=generator, device=x.device)
@@ -127,8 +119,6 @@ def _clip(x_adv: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tens
 def check_logits(logits: torch.Tensor, n: int | None = None, *, finite: bool = False) -> None:
     """Raise ``ValueError`` unless the model's output is a tensor of logits of shape (N, num_classes)
     (``N = n`` when given) and, with ``finite``, free of NaN and infinities (one sync).
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if not isinstance(logits, torch.Tensor):
         raise ValueError(f"model must return a tensor of logits of shape (N, num_classes), got a "
@@ -163,8 +153,6 @@ def _check_losses(losses: torch.Tensor, n: int) -> None:
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor]:
     """``(grad_x sum_i loss_fn(model(x), y)_i, per-example loss)``, parameters' ``.grad`` untouched.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     x = x.detach().requires_grad_(True)
     logits = model(x)
@@ -189,8 +177,6 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm
     bounds: the box kept (None for none). Returns x_adv, detached.
 
     Example: ``x_adv = fgsm(model, x, y, eps=0.1)``
-
-    Taught in :ref:`ch-fgsm`.
     """
     eps = _validate(model, x, y, eps, bounds)
     norm = normalize_norm(norm)
@@ -238,8 +224,6 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     True or False. Returns x_adv, detached.
 
     Example: ``x_adv = pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, restarts=5)``
-
-    Taught in :ref:`ch-pgd-training`.
     """
     eps = _validate(model, x, y, eps, bounds)
     norm = normalize_norm(norm)
@@ -326,8 +310,6 @@ def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
     ``p = softmax(logits_p)`` and ``q = softmax(logits_q)``, both of shape (N, num_classes).
 
     Computed from log-softmaxes (stable for confident models); returns shape (N,).
-
-    Taught in :ref:`ch-vat`.
     """
     if logits_p.shape != logits_q.shape or logits_p.dim() != 2:
         raise ValueError(f"logits_p and logits_q must both have shape (N, num_classes), got "
@@ -369,8 +351,6 @@ def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float
     detached, shaped like ``x``, float32 (float64 if ``x`` is).
 
     Example: ``r = vat_perturbation(model, x_unlabelled, eps=2.0)``
-
-    Taught in :ref:`ch-vat`.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")

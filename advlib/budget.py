@@ -26,8 +26,6 @@ DEFAULT = "book"
 
 class Config(dict):
     """A dict whose keys also read as attributes (``cfg.epochs``).
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     def __getattr__(self, key: str) -> Any:
@@ -39,8 +37,6 @@ class Config(dict):
 
 def current() -> str:
     """The active budget name, from ``ADVLIB_BUDGET`` (default ``book``).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     name = os.environ.get("ADVLIB_BUDGET", DEFAULT).strip().lower() or DEFAULT
     if name not in BUDGETS:
@@ -52,8 +48,6 @@ def resolve(budget: str | None = None) -> str:
     """``budget`` if it is one of ``BUDGETS``, or the active budget (``$ADVLIB_BUDGET``) when it
     is ``None``; anything else is a ``ValueError`` naming ``budget``. Every function of ``advlib`` that
     takes a budget resolves it here.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     name = current() if budget is None else budget
     if name not in BUDGETS:
@@ -66,8 +60,6 @@ def pick(budget: str | None = None, **options: dict) -> Config:
 
     Every keyword must be a budget name; the active one must be given. Extra keys are not merged:
     each budget lists all its settings, so a reader sees them side by side.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     unknown = set(options) - set(BUDGETS)
     if unknown:
@@ -82,8 +74,6 @@ def pick(budget: str | None = None, **options: dict) -> Config:
 
 def chapter_names() -> list[str]:
     """The chapters whose settings live in ``advlib.settings`` (module names, e.g. ``"targeted_attacks"``).
-
-    Taught in :ref:`ch-targeted-attacks`.
     """
     from . import settings
 
@@ -110,8 +100,6 @@ def chapter(name: str, budget: str | None = None) -> Config:
     ``budget``), as :func:`pick` gives them: a :class:`Config` with ``budget`` added.
 
     Example: ``cfg = chapter("targeted_attacks")``
-
-    Taught in :ref:`ch-targeted-attacks`.
     """
     tables = _chapter_module(name)
     return pick(budget, **{b: dict(t) for b, t in tables.items()})
@@ -120,8 +108,6 @@ def chapter(name: str, budget: str | None = None) -> Config:
 def chapter_table(name: str):
     """Chapter ``name``'s settings side by side, one row a setting and one column a budget (a pandas
     DataFrame), for a reader who wants to see what ``smoke`` leaves out.
-
-    Taught in :ref:`ch-targeted-attacks`.
     """
     import pandas as pd
 

@@ -42,15 +42,11 @@ STALE_TEMP_S = 3600  # seconds; a temporary file of a save left unmodified this 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is corrupt, truncated, or does not fit the model.
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
 
 def cache_dir() -> Path:
     """``$ADVLIB_CACHE`` or ``~/.cache/advlib/models`` (``$XDG_CACHE_HOME`` respected).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
@@ -74,8 +70,6 @@ def _check_writable(folder: str | os.PathLike) -> Path:
 
 def tensor_bytes(t: torch.Tensor) -> bytes:
     """The raw bytes of ``t`` (any dtype, any device), in row-major order: what a digest of a tensor hashes.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
@@ -85,8 +79,6 @@ def exact(obj: Any, where: str = "config") -> Any:
     keys do not change); arrays and tensors become their dtype, shape and SHA-256. Raises
     ``ValueError`` naming ``where`` for anything whose text would not be exact or stable. Cache keys
     (models and evaluations) hash this.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
@@ -112,8 +104,6 @@ def exact(obj: Any, where: str = "config") -> Any:
 def key(name: str, config: dict, budget: str | None = None) -> str:
     """``<name>-<budget>-<12 hex digits of the config's SHA-256>`` (see the module doc for what a
     config may hold). ``budget`` must be one of ``advlib.budget.BUDGETS`` (smoke, book, paper).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ValueError(f"name must be a non-empty string of letters, digits, '_', '-', '.'; got {name!r}")
@@ -124,8 +114,6 @@ def key(name: str, config: dict, budget: str | None = None) -> str:
 
 def path_for(name: str, config: dict, budget: str | None = None) -> Path:
     """Where the model ``name`` trained with ``config`` at ``budget`` is (or would be) stored.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return cache_dir() / f"{key(name, config, budget)}.pt"
 
@@ -150,8 +138,6 @@ def save(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) ->
     (an hour) ago. A younger one may be another process's save of ``path`` in progress and is left alone;
     only a writer stalled for an hour loses its temporary file, and its rename then fails with
     ``FileNotFoundError`` (``path`` is never half-written).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = meta or {}
@@ -179,8 +165,6 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     in the same folder, then moved over ``path`` with ``os.replace``, so a reader never sees a torn
     file (the folder is created). After it, the stale temporary files of ``path`` are removed (see
     :func:`save`). Every file ``advlib`` writes with ``torch.save`` goes through here.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     path = atomic_write(path, lambda tmp: torch.save(obj, tmp))
     _remove_stale_temps(path)
@@ -192,8 +176,6 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
 
     The stored checksum is verified first (files written before checksums were stored have none and
     are loaded as they are).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     path = Path(path)
     try:
@@ -237,8 +219,6 @@ def machine_record(device: torch.device | str | None = None) -> dict:
     """Where a model is trained, as stored with it: the CPU's model name, whether bfloat16 is native
     there (AVX512-BF16 / AMX: the fast CPU kind, else AVX2-only), its thread count, the device used
     and, on a GPU, its name.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     from .utils import bf16_is_native, cpu_name, get_device
 
@@ -267,8 +247,6 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     :func:`advlib.train.fit`), rank 0 alone checks the folder, prints and writes the file, and the
     other ranks wait for it and then load it, so that every rank returns the cached model. On several
     machines the cache folder must be one they share.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     from .utils import get_device
 

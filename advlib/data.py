@@ -61,9 +61,7 @@ class ImageData(torch.utils.data.Dataset):
     """Images stored as ``uint8`` (N, C, H, W) with ``int64`` labels; items served as float in [0, 1].
 
     ``len(ds)``, ``ds[i] -> (x, y)``, ``ds.tensors()`` gives all of it as float tensors on a device,
-    ``ds.subset(n, seed)`` a seeded subset, and :func:`loader` fast batches.
-
-    Taught in :ref:`ch-preliminaries`.
+    ``ds.subset(n, seed)`` a seeded subset, and :class:`Loader` fast batches.
     """
 
     images: torch.Tensor  # uint8, (N, C, H, W)
@@ -135,9 +133,7 @@ class Loader:
     each batch is the share of rank ``rank`` of the global batch of ``batch_size``
     (:func:`advlib.distributed.shard_indices`), for data-parallel training. With ``indices=True``
     each batch is ``(x, y, idx)``, ``idx`` the positions of its images in ``data`` (for an adversary
-    that keeps something per example, :class:`advlib.fast.APARTAdversary`).
-
-    Taught in :ref:`ch-preliminaries`.
+    that keeps something per example, :class:`advlib.adversaries.APART`).
     """
 
     def __init__(self, data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
@@ -168,16 +164,6 @@ class Loader:
             yield (x, y, idx.to(self.device)) if self.indices else (x, y)
 
 
-def loader(data: ImageData, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
-           drop_last: bool = False, device: torch.device | str | None = None,
-           shard: tuple[int, int] | None = None) -> Loader:
-    """A :class:`Loader` over ``data`` (see there).
-
-    Taught in :ref:`ch-preliminaries`.
-    """
-    return Loader(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, device=device, shard=shard)
-
-
 # ---------------------------------------------------------------------------------------- MNIST
 def _find_mnist(root: Path, train: bool) -> tuple[Path, Path] | None:
     names = MNIST_FILES[train]
@@ -195,8 +181,6 @@ def _find_mnist(root: Path, train: bool) -> tuple[Path, Path] | None:
 
 def mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
     """MNIST (60k train / 10k test, 1x28x28) from the data root; downloads when online and allowed.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     roots = data_roots(root)
     for r in roots:
@@ -233,8 +217,6 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
 
     The offline ``train.npz`` of this project's data folder holds JPEG-degraded training images
     (about 5.8/255 mean absolute error); its test set is exact. See the data folder's README.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     split = "train" if train else "test"
     roots = data_roots(root)
@@ -264,8 +246,6 @@ def cifar10(train: bool = True, root: str | os.PathLike | None = None, download:
 
 def load(name: str, train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> ImageData:
     """``load("mnist")`` or ``load("cifar10")``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     table = {"mnist": mnist, "cifar10": cifar10}
     if name.lower() not in table:
@@ -285,8 +265,6 @@ def eval_subset(name: str, n: int, *, device: torch.device | str | None = None,
     same number, and a smaller ``n`` is always the start of a larger one.
 
     Example: ``x, y = eval_subset("mnist", 1000)``
-
-    Taught in :ref:`ch-pgd-training`.
     """
     n = check_int(n, "n", minimum=1)
     return load(name, train=False, root=root).subset(n, seed=EVAL_SEED).tensors(device=device)
@@ -297,8 +275,6 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
                  size: int | None = None) -> torch.Tensor:
     """A sample photo as a float tensor (3, H, W) in [0, 1]; ``size`` resizes the short side and
     centre-crops to a square. Read from ``<root>/images/``, else fetched from its public URL when online.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     from PIL import Image
 
@@ -337,8 +313,6 @@ def sample_image(name: str = "pig", root: str | os.PathLike | None = None, downl
 
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names, from torchvision's weight metadata (no download).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     from torchvision.models import ResNet50_Weights
 
@@ -354,8 +328,6 @@ class Synthetic2D:
     has orthonormal columns, so distances (and eps) are the same in the plane and in ``dim``-space;
     ``points_train`` / ``points_test`` are the 2-D originals and ``y_*`` the labels (long, 0/1).
     :meth:`embed` maps 2-D points (e.g. a plotting grid) into the model's input space.
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     name: str
@@ -422,8 +394,6 @@ def synthetic_2d(name: str = "moons", *, n_train: int = 16, n_test: int = 1000, 
     independent streams).
 
     Example: ``ds = synthetic_2d("moons"); fit(model, (ds.x_train, ds.y_train), ...)``
-
-    Taught in :ref:`ch-vat`.
     """
     makers = {"moons": _moons, "circles": _circles}
     if name not in makers:

@@ -30,16 +30,12 @@ ENV_VAR = "ADVLIB_DATA"
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset is neither in the data root nor downloadable (offline).
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
 
 # --------------------------------------------------------------------------------------- roots
 def default_cache_root() -> Path:
     """``$XDG_CACHE_HOME/advlib/data``, or ``~/.cache/advlib/data``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "advlib" / "data"
@@ -47,8 +43,6 @@ def default_cache_root() -> Path:
 
 def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for data, in order: ``root``, ``$ADVLIB_DATA``, the cache folder.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     roots = []
     if root is not None:
@@ -62,8 +56,6 @@ def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
 def is_online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     """True when a TCP connection to ``host`` opens within ``timeout`` seconds, name lookup included
     (the check runs in a daemon thread and is given up after ``timeout``, however the lookup hangs).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     opened, done = [], threading.Event()
 
@@ -84,8 +76,6 @@ def is_online(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 def download_or_explain(fetch: Callable[[], object], what: str, expected: list[str], roots: list[Path]) -> None:
     """Run ``fetch()`` (a torchvision download, say); any failure becomes a :class:`DataNotFoundError`
     saying what to place where (:func:`not_found`).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     try:
         fetch()
@@ -96,8 +86,6 @@ def download_or_explain(fetch: Callable[[], object], what: str, expected: list[s
 def not_found(what: str, expected: list[str], roots: list[Path], hint: str = "") -> DataNotFoundError:
     """The :class:`DataNotFoundError` for ``what``: the folders searched, the files ``expected`` in one
     of them (relative to a data root), and a ``hint``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     tried = "\n".join(f"  - {r}" for r in roots)
     files = "\n".join(f"  <root>/{e}" for e in expected)
@@ -115,8 +103,6 @@ def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
     """Turn a failure to read or parse ``path`` into a ``ValueError`` naming it and ``what`` it should be.
 
     Example: ``with reading(path, "an IDX file"): ...``
-
-    Taught in :ref:`ch-preliminaries`.
     """
     try:
         yield
@@ -136,8 +122,6 @@ def check_arrays(images: np.ndarray, labels: np.ndarray, image_shape: tuple[int,
                   images_file: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> None:
     """Raise ``ValueError`` naming the file unless ``images`` is uint8 of shape ``(N, *image_shape)``
     and ``labels`` holds N integers in [0, num_classes).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     labels_file = images_file if labels_file is None else labels_file
     if images.dtype != np.uint8 or images.shape[1:] != image_shape:
@@ -153,8 +137,6 @@ def check_arrays(images: np.ndarray, labels: np.ndarray, image_shape: tuple[int,
 
 def read_idx(path: Path) -> np.ndarray:
     """The unsigned-byte array in the IDX file ``path`` (plain or ``.gz``): MNIST's format.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     opener = gzip.open if path.suffix == ".gz" else open
     with reading(path, "an IDX file"), opener(path, "rb") as f:
@@ -192,8 +174,6 @@ class _CifarUnpickler(pickle.Unpickler):
 def read_cifar_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one pickled batch of ``cifar-10-batches-py``,
     read by an unpickler that admits only what rebuilds numpy arrays (nothing in the file can run).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     with reading(path, "a CIFAR-10 batch"), open(path, "rb") as f:
         d = _CifarUnpickler(f, encoding="latin1").load()
@@ -209,8 +189,6 @@ def read_cifar_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.
 def read_cifar_npz(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 from an npz of ``x`` (uint8 NHWC) and ``y``,
     read with ``allow_pickle=False``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not an .npz archive; it is corrupt: replace it "

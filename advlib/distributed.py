@@ -45,8 +45,6 @@ JOIN_TIMEOUT_S = 300.0  # seconds a rank waits for the others to join, unless $A
 # --------------------------------------------------------------------------------- the process group
 def initialized() -> bool:
     """Whether this process belongs to a process group of ``torch.distributed``.
-
-    Taught in :ref:`app-scaling`.
     """
     return dist.is_available() and dist.is_initialized()
 
@@ -63,8 +61,6 @@ def init() -> bool:
     ``MASTER_ADDR`` and ``MASTER_PORT``; if they have not all joined within ``$ADVLIB_DIST_TIMEOUT``
     seconds (default 300), it raises ``RuntimeError`` naming the same variables. Once joined, the
     collectives keep torch's own timeouts.
-
-    Taught in :ref:`app-scaling`.
     """
     if initialized():
         return dist.get_world_size() > 1
@@ -97,8 +93,6 @@ def init() -> bool:
 
 def close() -> None:
     """Leave the process group (at the end of a program launched by ``torchrun``); nothing in a single process.
-
-    Taught in :ref:`app-scaling`.
     """
     if initialized():
         dist.destroy_process_group()
@@ -106,24 +100,18 @@ def close() -> None:
 
 def rank() -> int:
     """This process's rank, from 0 to :func:`world_size` - 1 (0 in a single process).
-
-    Taught in :ref:`app-scaling`.
     """
     return dist.get_rank() if initialized() else 0
 
 
 def world_size() -> int:
     """The number of processes training together (1 in a single process).
-
-    Taught in :ref:`app-scaling`.
     """
     return dist.get_world_size() if initialized() else 1
 
 
 def is_main() -> bool:
     """Whether this is rank 0, the process that logs, keeps the history and writes the cache.
-
-    Taught in :ref:`app-scaling`.
     """
     return rank() == 0
 
@@ -132,8 +120,6 @@ def per_rank(batch_size: int, name: str = "batch_size") -> int:
     """The part of a global batch of ``batch_size`` examples that each rank computes:
     ``batch_size // world_size()``; a ``ValueError`` naming ``name`` unless it is an integer >= 1 that
     divides evenly.
-
-    Taught in :ref:`app-scaling`.
     """
     check_int(batch_size, name, minimum=1)
     n = world_size()
@@ -153,8 +139,6 @@ def shard_indices(indices: torch.Tensor, rank: int, world_size: int) -> torch.Te
     Every rank draws the same permutation each epoch from the same seeded generator (the role of
     ``DistributedSampler.set_epoch``), so the shards of one step are disjoint and together are the
     batch one process would draw.
-
-    Taught in :ref:`app-scaling`.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size - 1}] for world_size={world_size}, got {rank}")
@@ -167,8 +151,6 @@ def shard_indices(indices: torch.Tensor, rank: int, world_size: int) -> torch.Te
 
 def shard() -> tuple[int, int] | None:
     """``(rank, world_size)`` for the batch streams of :mod:`advlib.loops` when data-parallel, else ``None``.
-
-    Taught in :ref:`app-scaling`.
     """
     return (rank(), world_size()) if world_size() > 1 else None
 
@@ -177,8 +159,6 @@ def shard() -> tuple[int, int] | None:
 def rank_seed(seed: int, rank: int) -> int:
     """A 63-bit seed of its own for each ``(seed, rank)`` pair (NumPy's ``SeedSequence``), for the
     random starts and dropout masks of one rank.
-
-    Taught in :ref:`app-scaling`.
     """
     return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -188,8 +168,6 @@ def rank_random_state(seed: int, device: torch.device | str) -> Iterator[None]:
     """Inside, when data-parallel, the global random state (CPU and ``device``) is seeded with
     :func:`rank_seed` of ``(seed, rank())``, so that each rank draws its own random starts and
     dropout masks; the state from before is restored on exit. In a single process: nothing changes.
-
-    Taught in :ref:`app-scaling`.
     """
     if world_size() == 1:
         yield
@@ -207,8 +185,6 @@ def wrap(model: nn.Module) -> nn.Module:
     the gradients in each backward and broadcasts rank 0's buffers, e.g. batch-norm statistics, at
     each forward). On a GPU, batch norm first becomes ``SyncBatchNorm`` (statistics of the global
     batch; the same weights and state-dict keys). Attacks must run on ``wrap(model).module``.
-
-    Taught in :ref:`app-scaling`.
     """
     if world_size() == 1:
         return model
@@ -222,8 +198,6 @@ def wrap(model: nn.Module) -> nn.Module:
 def sync_buffers(model: nn.Module) -> None:
     """Copy rank 0's buffers (e.g. batch-norm running statistics) to every rank, so that all ranks
     end with the same model (their weights already agree); nothing in a single process.
-
-    Taught in :ref:`app-scaling`.
     """
     if world_size() == 1:
         return
@@ -239,8 +213,6 @@ def mean_over_ranks(n: int, **means: torch.Tensor | float) -> tuple[int, dict[st
 
     ``n`` must be an integer >= 0, and >= 1 on at least one rank (the means of no examples are
     undefined): a ``ValueError`` naming ``n`` otherwise.
-
-    Taught in :ref:`app-scaling`.
     """
     check_int(n, "n", minimum=0 if world_size() > 1 else 1)
     nccl = world_size() > 1 and dist.get_backend() == "nccl"
@@ -257,8 +229,6 @@ def mean_over_ranks(n: int, **means: torch.Tensor | float) -> tuple[int, dict[st
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` (any picklable object) on every rank; every rank waits for it, so it is also
     a barrier. In a single process: ``obj``.
-
-    Taught in :ref:`app-scaling`.
     """
     if world_size() == 1:
         return obj

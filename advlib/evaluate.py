@@ -37,8 +37,6 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     """The Wilson score interval for a proportion ``correct / n`` at ``confidence`` (default 95%).
 
     Unlike the normal approximation it stays inside [0, 1] and is sensible at 0% and 100%.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     from .stats import wilson_interval as _wilson  # computed with scipy.stats.binomtest
     return _wilson(correct, n, confidence)
@@ -60,8 +58,6 @@ class Accuracy(float):
     """A fraction correct that remembers how it was measured: it *is* the float ``correct / n``
     (so arithmetic and formatting work as usual) and carries ``correct``, ``n`` and the Wilson 95%
     interval ``low``, ``high``. ``str(acc)`` reads ``"91.0% [89.1, 92.6], n=1000"``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     correct: int
@@ -105,8 +101,6 @@ class Accuracy(float):
 # ------------------------------------------------------------------------------------ predictions
 def attack(name: str, **kwargs) -> Attack:
     """``attack("pgd", eps=0.3, steps=40)`` -> an ``Attack`` (a partial of :mod:`advlib.attacks`).
-
-    Taught in :ref:`ch-pgd-training`.
     """
     table = {"fgsm": _attacks.fgsm, "pgd": _attacks.pgd}
     if name not in table:
@@ -128,8 +122,6 @@ def _float32(device: torch.device):
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Logits of ``model`` on ``x`` (eval mode, restored after; float32, autocast off), batch by
     batch, on ``x``'s device.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     check_images(x, "x", bounds=None)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -148,8 +140,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.T
 
 def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Per example, whether ``model`` classifies ``x`` as ``y`` (bool, on ``x``'s device).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     check_labels(y, x.shape[0], "y")
     logits = predict(model, x, batch_size)
@@ -159,8 +149,6 @@ def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> Accuracy:
     """Fraction of ``x`` that ``model`` classifies as ``y`` (in eval mode), as an :class:`Accuracy`.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return Accuracy.of(correct_mask(model, x, y, batch_size))
 
@@ -173,8 +161,6 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     ``amp``: run the attack under bfloat16 autocast (see :func:`advlib.utils.resolve_amp`).
     Each batch the attack returns must be a finite tensor of the shape and dtype of its input; a
     ``ValueError`` naming the attack (``name``, default its function's name) says otherwise.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
@@ -237,8 +223,6 @@ class RobustnessReport:
     the accuracy of the examples still right after it and every attack before it, with n and a 95%
     interval), ``mask`` (per example: right clean and under every attack), ``masks`` (the same after
     each stage) and ``worst`` (the final :class:`Accuracy`).
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     table: pd.DataFrame
@@ -280,8 +264,6 @@ def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     so a strong first attack makes the rest cheap, and an example already wrong clean is never
     attacked. Correctness is always judged in float32 on the returned examples; ``amp`` runs the
     attacks themselves under bf16 autocast. Returns a :class:`RobustnessReport`.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
@@ -303,8 +285,6 @@ def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 attacks: Attack | Sequence[Attack] | Mapping[str, Attack], batch_size: int = 250,
                 progress: bool = False, amp: bool | str = False) -> torch.Tensor:
     """Per example (bool): right clean and under every attack given. See :func:`robustness`.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return robustness(model, x, y, attacks, batch_size, progress, amp).mask
 
@@ -315,8 +295,6 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """The share of ``(x, y)`` that the model gets right clean *and* under ``attack`` (or under every
     attack of a list or dict), as an :class:`Accuracy` with n and a 95% interval. Examples wrong
     clean are not attacked.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return robustness(model, x, y, attack, batch_size, progress, amp).worst
 
@@ -329,8 +307,6 @@ def eps_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: It
 
     ``attack`` is ``"fgsm"``, ``"pgd"`` or a function ``f(model, x, y, eps=..., **attack_kwargs)``.
     For PGD without an explicit ``alpha``, the step is ``2.5 * eps / steps`` at each eps.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if isinstance(attack, str) and attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm', 'pgd' or a callable, got {attack!r}")
@@ -366,8 +342,6 @@ def autoattack_attacks(eps: float, norm: str | float = "inf", version: str = "fa
     CPU. ``only`` picks attacks by key instead of a version (some of ``"apgd-ce"``, ``"apgd-t"``,
     ``"fab-t"``, ``"square"``, run in that order). The attacks run on the model in eval mode;
     parameters' gradients are not touched; each checks that the model has ``num_classes`` outputs.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     import torchattacks  # an independent implementation: imported only when asked for
 
@@ -446,8 +420,6 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
                **kwargs) -> RobustnessReport:
     """The independent evaluation in one call: :func:`robustness` under :func:`autoattack_attacks`
     (per attack, cumulative, and the worst case).
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return robustness(model, x, y, autoattack_attacks(eps, norm, version, steps=steps, **kwargs),
                       batch_size, progress)
@@ -463,8 +435,6 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)
     The biased (V-statistic) estimate is 0 for identical samples and never negative; ``unbiased``
     leaves out the diagonal terms (about 0 for two samples of one distribution, may be slightly
     negative). Zero in the population iff the distributions agree.
-
-    Taught in :ref:`ch-aae`.
     """
     x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:

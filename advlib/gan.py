@@ -46,8 +46,6 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, rea
     cross-entropy ``real_label * softplus(-real) + (1 - real_label) * softplus(real)``. The best
     discriminator is then :math:`D^* = a\,p_\text{data} / (p_\text{data} + p_g)` with
     :math:`a` = ``real_label``, which no longer grows towards 1 where the generator is absent.
-
-    Taught in :ref:`ch-gan`.
     """
     if not 0.5 < float(real_label) <= 1.0:
         raise ValueError(f"real_label must be in (0.5, 1], got {real_label}")
@@ -63,8 +61,6 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
     ``"minimax"``: :math:`\mathbb E_z \log(1 - D(G(z))) = -\mathbb E\,\mathrm{softplus}(\ell)`
     (its gradient vanishes when :math:`D(G(z)) \to 0`); ``"ns"`` (non-saturating):
     :math:`-\mathbb E_z \log D(G(z)) = \mathbb E\,\mathrm{softplus}(-\ell)`.
-
-    Taught in :ref:`ch-gan`.
     """
     if kind == "minimax":
         return -F.softplus(fake_logits).mean()
@@ -76,8 +72,6 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
 def adam(params, lr: float, betas: tuple[float, float] = (0.5, 0.999), name: str = "lr") -> torch.optim.Adam:
     r"""Adam on ``params`` with the GAN papers' :math:`\beta_1 = 0.5` by default (the momentum of the
     usual 0.9 makes the alternating game oscillate more); ``name`` names ``lr`` in errors.
-
-    Taught in :ref:`ch-gan` and :ref:`ch-aae`.
     """
     return torch.optim.Adam(list(params), lr=check_positive(lr, name), betas=betas)
 
@@ -113,8 +107,6 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
 
     Returns the history: ``epoch`` (if finite data), ``step``, ``d_loss`` (:math:`-V` estimate),
     ``g_loss``, ``d_real`` / ``d_fake`` (mean :math:`D(x)` and :math:`D(G(z))`), ``time_s``.
-
-    Taught in :ref:`ch-gan`.
     """
     generator_loss(torch.zeros(1), loss)  # validates the loss name
     discriminator_loss(torch.zeros(1), torch.zeros(1), real_label)  # validates real_label
@@ -122,41 +114,33 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
     if not hasattr(G, "z_dim"):
         raise ValueError("G must have an attribute z_dim (the noise dimension)")
     device = model_device(G)
-    stream, per_epoch = loops.batches(data, batch_size, seed=seed, device=device, drop_last=True)
-    total = loops.total_steps(steps, epochs, per_epoch)
-    log_at = loops.log_steps(total, log_every, per_epoch)
+    run = loops.Run.over((G, D), data, batch_size, seed=seed, device=device, steps=steps, epochs=epochs,
+                         log_every=log_every, desc=f"GAN ({loss})", progress=progress)
     opt_g, opt_d = adam(G.parameters(), lr_g, betas, "lr_g"), adam(D.parameters(), lr_d, betas, "lr_d")
     gz = torch.Generator().manual_seed(seed + 1) if generator is None else generator
 
     def noise(n: int) -> torch.Tensor:
         return draw(torch.randn, n, G.z_dim, generator=gz, device=device)
 
-    history, bar = loops.History(per_epoch), loops.progress_bar(total, f"GAN ({loss})", progress)
-    G.train(), D.train()
-    try:
-        for t in range(1, total + 1):
-            for _ in range(d_steps):
-                x, _ = next(stream)
-                with torch.no_grad():
-                    fake = G(noise(x.shape[0]))
-                real_logits, fake_logits = D(x), D(fake)
-                d_loss = discriminator_loss(real_logits, fake_logits, real_label)
-                loops.optimizer_step(opt_d, d_loss, "discriminator", t, total)
-            g_loss = generator_loss(D(G(noise(x.shape[0]))), loss)
-            loops.optimizer_step(opt_g, g_loss, "generator", t, total)
-            history.add(d_loss=d_loss.item(), g_loss=g_loss.item(), d_real=torch.sigmoid(real_logits).mean().item(),
+    for t in run:
+        for _ in range(d_steps):
+            x, _ = next(run.stream)
+            with torch.no_grad():
+                fake = G(noise(x.shape[0]))
+            real_logits, fake_logits = D(x), D(fake)
+            d_loss = discriminator_loss(real_logits, fake_logits, real_label)
+            loops.optimizer_step(opt_d, d_loss, "discriminator", t, run.total)
+        g_loss = generator_loss(D(G(noise(x.shape[0]))), loss)
+        loops.optimizer_step(opt_g, g_loss, "generator", t, run.total)
+        run.history.add(d_loss=d_loss.item(), g_loss=g_loss.item(), d_real=torch.sigmoid(real_logits).mean().item(),
                         d_fake=torch.sigmoid(fake_logits).mean().item())
-            bar.update(1)
-            if t in log_at:
-                row = history.row(t)
-                bar.set_postfix(d_loss=round(row["d_loss"], 3), g_loss=round(row["g_loss"], 3))
-                if callback is not None:
-                    callback(G, D, row)
-                    G.train(), D.train()
-    finally:
-        bar.close()
-        G.eval(), D.eval()
-    return history.frame()
+        if t in run.log_at:
+            row = run.history.row(t)
+            run.bar.set_postfix(d_loss=round(row["d_loss"], 3), g_loss=round(row["g_loss"], 3))
+            if callback is not None:
+                callback(G, D, row)
+                G.train(), D.train()
+    return run.history.frame()
 
 
 def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: int = 2000, batch_size: int = 512,
@@ -167,28 +151,19 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
     ``n -> x`` and the only source of randomness (seed them, or give them generators). ``D`` is left
     in eval mode. Returns the history (``step``, ``value`` = the mean estimate of :math:`V` since the
     last row, ``time_s``; a row every ``log_every`` steps, default a tenth of the run).
-
-    Taught in :ref:`ch-gan`.
     """
     steps = check_int(steps, "steps", minimum=1)
     check_int(batch_size, "batch_size", minimum=1)
     device = model_device(D)
     opt = torch.optim.Adam(D.parameters(), lr=check_positive(lr, "lr"))
-    log_at = loops.log_steps(steps, log_every, None)
-    history, bar = loops.History(), loops.progress_bar(steps, "D only", progress)
-    D.train()
-    try:
-        for t in range(1, steps + 1):
-            loss = discriminator_loss(D(real(batch_size).to(device)), D(fake(batch_size).to(device)))
-            loops.optimizer_step(opt, loss, "discriminator", t, steps)
-            history.add(value=-loss.item())
-            bar.update(1)
-            if t in log_at:
-                history.row(t)
-    finally:
-        bar.close()
-        D.eval()
-    return history.frame()
+    run = loops.Run((D,), steps, log_every=log_every, desc="D only", progress=progress)
+    for t in run:
+        loss = discriminator_loss(D(real(batch_size).to(device)), D(fake(batch_size).to(device)))
+        loops.optimizer_step(opt, loss, "discriminator", t, steps)
+        run.history.add(value=-loss.item())
+        if t in run.log_at:
+            run.history.row(t)
+    return run.history.frame()
 
 
 # ======================================================================= judging the samples
@@ -200,8 +175,6 @@ def class_balance(labels: torch.Tensor | np.ndarray, n_classes: int = 10) -> dic
 
     A generator that drops or starves modes shows it as a low entropy, a large ``max_share`` and a
     small ``min_share``, compared with the same numbers for real data.
-
-    Taught in :ref:`ch-gan`.
     """
     n_classes = check_int(n_classes, "n_classes", minimum=1)
     y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels).flatten().long().cpu()
@@ -220,8 +193,6 @@ def class_balance(labels: torch.Tensor | np.ndarray, n_classes: int = 10) -> dic
 def optimal_discriminator(p_data: np.ndarray, p_g: np.ndarray) -> np.ndarray:
     r""":math:`D^*(x) = p_\text{data}(x) / (p_\text{data}(x) + p_g(x))` on a grid of density values
     (0.5 where both vanish).
-
-    Taught in :ref:`ch-gan`.
     """
     p, q = np.asarray(p_data, float), np.asarray(p_g, float)
     if p.shape != q.shape:
@@ -239,8 +210,6 @@ def js_divergence(p: np.ndarray, q: np.ndarray, dx: float) -> float:
     r"""Jensen-Shannon divergence :math:`\tfrac12 \mathrm{KL}(p\|m) + \tfrac12 \mathrm{KL}(q\|m)`,
     :math:`m = (p + q)/2`, of two densities given on a uniform grid of spacing ``dx`` (natural log,
     at most :math:`\log 2`).
-
-    Taught in :ref:`ch-gan`.
     """
     p, q = np.asarray(p, float), np.asarray(q, float)
     if p.shape != q.shape:
@@ -254,8 +223,6 @@ def gan_value(p_data: np.ndarray, p_g: np.ndarray, d: np.ndarray, dx: float) -> 
     r""":math:`V(D, G) = \int p_\text{data}\log D + p_g \log(1 - D)\,dx` by quadrature, for densities and
     discriminator values on a uniform grid. With ``d`` = :func:`optimal_discriminator` this is
     :math:`C(G) = -\log 4 + 2\,\mathrm{JS}`.
-
-    Taught in :ref:`ch-gan`.
     """
     p, q, d = (np.asarray(a, float) for a in (p_data, p_g, d))
     if not p.shape == q.shape == d.shape:

@@ -18,8 +18,8 @@ oneDNN and MKL do faster than the model as it comes:
    :math:`P_{a,b,c,n,u,v} = \sum_o W_{o,c,a,b}\,(\partial L/\partial y)_{n,o,u,v}`: one GEMM of size
    :math:`(k_h k_w C_{in}) \times C_{out} \times (N H_o W_o)` and :math:`k_h k_w` slice additions
    (:func:`conv2d_input_grad`). oneDNN's backward-data kernel is slow when :math:`C_{in}` is small
-   (on the Madry MNIST CNN's first layer, an AVX2-only CPU: about 21 ms per batch of 128 against 7 ms
-   this way; ``benchmarks/attacks.py`` measures the whole attack).
+   (the scaling appendix gives the times measured on the Madry MNIST CNN's first layer;
+   ``benchmarks/attacks.py`` measures the whole attack).
 
 Both are used by :func:`advlib.attacks.pgd` (``cpu_kernels="auto"``: float32 4-D inputs on the CPU)
 and so by every attack, evaluation and adversarial training built on it. The gradient they give
@@ -45,8 +45,6 @@ def conv2d_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, padding: tup
     group, zero padding) for an output gradient ``grad_out`` of shape (N, C_out, H_o, W_o): one
     matrix product :math:`P = W^\top g` and a sum of :math:`k_h k_w` shifted slices of :math:`P` (the
     module docstring has the formula). ``input_size`` is ``(H, W)`` of ``x``. Returns (N, C_in, H, W).
-
-    Taught in :ref:`app-scaling`.
     """
     n, c_out, h_out, w_out = grad_out.shape
     _, c_in, kh, kw = weight.shape
@@ -112,8 +110,6 @@ def input_gradient_model(model: nn.Module, x: torch.Tensor,
 
     ``cpu_kernels``: ``"auto"`` uses them for 4-D float32 inputs ``x`` on the CPU when the model has
     4-D weights; ``True`` on any device and dtype (for tests); ``False`` never.
-
-    Taught in :ref:`app-scaling`.
     """
     if cpu_kernels not in ("auto", True, False):
         raise ValueError(f"cpu_kernels must be 'auto', True or False, got {cpu_kernels!r}")
@@ -140,8 +136,6 @@ def match_memory_format(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
     """``x`` in channels-last layout when the model's first 4-D weight is (a model converted with
     ``model.to(memory_format=torch.channels_last)``), so that its convolutions skip a reorder;
     otherwise ``x`` unchanged.
-
-    Taught in :ref:`app-scaling`.
     """
     if x.dim() == 4:
         for p in model.parameters():

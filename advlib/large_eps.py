@@ -5,13 +5,15 @@ Adversarial training solves :math:`\min_\theta \mathbb{E}[\max_{\|\delta\|_\inft
 L(h_\theta(x + \delta), y)]`. At a large but still reasonable :math:`\epsilon` (0.4 on MNIST, 16/255
 or 32/255 on CIFAR-10) training from scratch fails: the first adversarial examples of a random
 network are so strong that the network learns to predict one class. Two ways around it, both an
-:math:`\epsilon` *schedule* in the adversary of :func:`advlib.train.fit`:
+:math:`\epsilon` *schedule* in the adversary of :func:`advlib.train.fit`
+(:func:`advlib.adversaries.pgd` with eps a schedule):
 
 - **extended training**: start from a model trained at a smaller :math:`\epsilon` (chapter 07's 0.3
   model) and continue at the large one;
 - **IAT**, the paper's growing-:math:`\epsilon` curriculum from scratch,
   :math:`\epsilon_k = \epsilon_{\max} (k + 1) / K` in stage :math:`k = 0, \dots, K - 1`
-  (:func:`staircase_eps`; the paper: :math:`0.01\,(\text{epoch} + 1)` up to 0.4 over 40 epochs).
+  (:func:`advlib.adversaries.staircase`; the paper: :math:`0.01\,(\text{epoch} + 1)` up to 0.4
+  over 40 epochs).
 
 Where :math:`\epsilon` stops being reasonable: MNIST pixels are nearly binary, so
 :math:`x \mapsto \mathbb{1}[x > \tfrac12]` undoes every L-inf perturbation with
@@ -26,16 +28,13 @@ Taught in :ref:`ch-large-perturbations`.
 """
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import torch
 from torch import nn
 
-from . import attacks
 from .evaluate import Attack
-from .train import Adversary
-from .utils import check_images, check_int, check_nonnegative, check_positive
+# the old names of IAT's schedule and the scheduled PGD adversary, until chapter 10 moves to advlib.adversaries
+from ._aliases import scheduled_pgd_adversary, staircase_eps  # noqa: F401
+from .utils import check_images, check_nonnegative
 
 
 # ------------------------------------------------------------------------------- eps schedules
@@ -48,60 +47,6 @@ def _check_threshold(threshold: float) -> float:
     if not 0.0 < t < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     return t
-
-
-def staircase_eps(eps_max: float, stages: int, *, eps_min: float | None = None) -> Callable[[float], float]:
-    r"""IAT's schedule as a function of the training progress :math:`p \in [0, 1)`: ``stages`` equal
-    stages, stage :math:`k = \lfloor pK \rfloor` at
-    :math:`\epsilon_k = \epsilon_{\min} + (\epsilon_{\max} - \epsilon_{\min})\, k / (K - 1)`; by
-    default :math:`\epsilon_{\min} = \epsilon_{\max} / K`, so :math:`\epsilon_k = \epsilon_{\max}(k+1)/K`,
-    the paper's :math:`0.01\,(\text{epoch} + 1)` with :math:`K = 40` stages of one epoch.
-
-    Taught in :ref:`ch-large-perturbations`.
-    """
-    eps_max = check_positive(eps_max, "eps_max")
-    stages = check_int(stages, "stages", minimum=1)
-    if eps_min is not None:
-        eps_min = check_positive(eps_min, "eps_min")
-        if eps_min > eps_max:
-            raise ValueError(f"eps_min must be at most eps_max = {eps_max}, got {eps_min}")
-
-    def eps_at(progress: float) -> float:
-        if not 0.0 <= progress <= 1.0:
-            raise ValueError(f"progress must be the share of training done, in [0, 1], got {progress!r}")
-        k = min(stages - 1, math.floor(progress * stages))
-        if eps_min is None:  # the paper's form, computed as written
-            return eps_max * (k + 1) / stages
-        return eps_max if stages == 1 else eps_min + (eps_max - eps_min) * k / (stages - 1)
-
-    return eps_at
-
-
-def scheduled_pgd_adversary(eps_at: Callable[[float], float] | float, *, steps: int = 5,
-                            step_ratio: float = 2.5, norm: str | float = "inf") -> Adversary:
-    r"""The adversary of PGD adversarial training with :math:`\epsilon` a function of the training
-    progress, ``eps_at(progress)`` (a number: constant): ``steps`` PGD steps of
-    :math:`\alpha = \texttt{step\_ratio}\cdot\epsilon / \texttt{steps}` from a random start, at the
-    :math:`\epsilon` of that moment. Extended training is a constant schedule on a model trained at
-    a smaller :math:`\epsilon`; IAT is :func:`staircase_eps` from scratch.
-
-    Taught in :ref:`ch-large-perturbations`.
-    """
-    steps = check_int(steps, "steps", minimum=1)
-    step_ratio = check_positive(step_ratio, "step_ratio")
-    if not callable(eps_at):
-        eps = check_positive(eps_at, "eps_at")
-        eps_at = lambda progress: eps  # noqa: E731
-    norm = attacks.normalize_norm(norm)
-
-    def adversary(model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
-        eps = float(eps_at(progress))
-        if eps <= 0:
-            return x
-        return attacks.pgd(model, x, y, eps=eps, alpha=step_ratio * eps / steps, steps=steps, norm=norm,
-                           random_start=True)
-
-    return adversary
 
 
 # ---------------------------------------------------------------- binarisation and its honest attack
@@ -124,8 +69,6 @@ class BinarizedClassifier(nn.Module):
     threshold has zero gradient almost everywhere, so a gradient attack on this module does not move
     (:math:`\mathrm{sign}(0) = 0`); :meth:`straight_through` is the same classifier with the threshold
     differentiated as the identity, for BPDA (:func:`bpda`). Its forward pass is the same function.
-
-    Taught in :ref:`ch-large-perturbations`.
     """
 
     def __init__(self, classifier: nn.Module, threshold: float = 0.5, *, straight_through: bool = False):
@@ -151,8 +94,6 @@ def bpda(attack: Attack) -> Attack:
     on :meth:`BinarizedClassifier.straight_through`, whose forward pass is the model's own and whose
     backward pass treats the threshold as the identity. The examples it returns are then judged by
     the model itself, so the attack can only be weaker than the truth, never stronger.
-
-    Taught in :ref:`ch-large-perturbations`.
     """
 
     def bpda_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -168,8 +109,6 @@ def flippable_fraction(x: torch.Tensor, eps: float, threshold: float = 0.5) -> t
     r"""Per image, the fraction of pixels whose thresholded value :math:`\mathbb{1}[x > t]` an L-inf
     perturbation of size ``eps`` (kept in [0, 1]) can change: pixels above the threshold with
     :math:`x - \epsilon \le t`, and pixels at or below it with :math:`\min(1, x + \epsilon) > t`.
-
-    Taught in :ref:`ch-large-perturbations`.
     """
     eps = check_nonnegative(eps, "eps")
     threshold = _check_threshold(threshold)

@@ -31,8 +31,6 @@ NOT_CHECKED = "not checked at this budget"
 
 class Ledger:
     """The self-checks of one chapter at one budget (default ``$ADVLIB_BUDGET``).
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     def __init__(self, chapter: str, budget: str | None = None) -> None:

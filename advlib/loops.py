@@ -55,8 +55,6 @@ Batch = tuple[torch.Tensor, "torch.Tensor | None"] | tuple[torch.Tensor, "torch.
 def check_schedule(schedule: str, warmup: float = 0.0) -> None:
     """Raise ``ValueError`` unless ``schedule`` is one of ``SCHEDULES`` (constant, linear, cosine,
     piecewise) and ``warmup`` a fraction in [0, 1).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -70,8 +68,6 @@ def lr_factor(schedule: str, t: int, total: int, warmup: float = 0.0) -> float:
     ``"constant"``, ``"linear"`` decay to 0, ``"cosine"`` decay to 0, or ``"piecewise"``: 1, then 0.1
     from half of the steps after the warm-up and 0.01 from three quarters (the step decay of Rice et
     al., 2020, at epochs 100 and 150 of 200).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     check_schedule(schedule, warmup)
     if schedule == "constant":
@@ -91,8 +87,6 @@ def lr_schedulers(optimizers: Iterable[torch.optim.Optimizer], schedule: str, to
                   warmup: float = 0.0) -> list[torch.optim.lr_scheduler.LambdaLR]:
     """One :func:`lr_factor` schedule over ``total`` steps per optimizer; call ``.step()`` on each after
     every training step.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     check_schedule(schedule, warmup)
     check_int(total, "total", minimum=1)
@@ -108,8 +102,6 @@ class TensorBatches:
     With ``shard=(rank, world_size)`` each batch is rank ``rank``'s share of the global batch
     (:func:`advlib.distributed.shard_indices`). With ``indices=True`` each batch is ``(x, y, idx)``,
     ``idx`` the rows of ``x`` it holds.
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int,
@@ -159,8 +151,6 @@ def batches(data, batch_size: int, *, seed: int, device: torch.device | str, dro
     each batch is this rank's share of it; the number of batches per epoch is the global one. With
     ``indices=True`` each batch is ``(x, y, idx)``, ``idx`` the positions of its examples in
     ``data`` (not for a sampler, whose examples have none).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     check_int(batch_size, "batch_size", minimum=1)
     if isinstance(data, ImageData):
@@ -202,8 +192,6 @@ def total_steps(steps: int | None, epochs: float | None, per_epoch: int | None) 
     """The length of a run: ``steps``, or ``epochs`` passes of ``per_epoch`` batches (rounded, at least
     one step). Exactly one of ``steps`` and ``epochs`` must be given; a sampler (``per_epoch=None``)
     needs ``steps``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps and epochs")
@@ -218,8 +206,6 @@ def total_steps(steps: int | None, epochs: float | None, per_epoch: int | None) 
 def log_steps(total: int, log_every: int | None, per_epoch: int | None) -> set[int]:
     """The steps (1-based) after which a history row is written: every ``log_every`` steps (an integer
     >= 1; ``None`` for the default: one epoch, or a tenth of the run for a sampler), and the last step.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     default = per_epoch or max(1, total // 10)
     every = check_int(default if log_every is None else log_every, "log_every", minimum=1)
@@ -229,8 +215,6 @@ def log_steps(total: int, log_every: int | None, per_epoch: int | None) -> set[i
 # ------------------------------------------------------------------------- guard and bookkeeping
 def check_finite(loss: torch.Tensor, what: str, t: int, total: int) -> None:
     """Raise ``FloatingPointError`` when ``loss`` is NaN or infinite, naming the ``what`` loss and the step.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the {what} loss became {loss.item()} at step {t} of {total}; "
@@ -239,8 +223,6 @@ def check_finite(loss: torch.Tensor, what: str, t: int, total: int) -> None:
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str, t: int, total: int) -> None:
     """One step of ``optimizer`` on ``loss``: :func:`check_finite`, then zero the gradients, backward, step.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     check_finite(loss, what, t, total)
     optimizer.zero_grad(set_to_none=True)
@@ -250,8 +232,6 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: s
 
 def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
     """A tqdm bar over ``total`` steps (hidden unless :func:`advlib.utils.show_progress` says so).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return tqdm(total=total, desc=desc, disable=not show_progress(progress), leave=False)
 
@@ -262,8 +242,6 @@ class History:
     ``add`` adds ``weight * value`` for each named value; ``row`` writes ``epoch`` (when
     ``per_epoch`` is known), ``step``, each mean :math:`\sum_i w_i v_i / \sum_i w_i` since the last row,
     the ``extra`` columns and the wall time ``time_s``, then starts the sums afresh.
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, per_epoch: int | None = None) -> None:
@@ -291,3 +269,61 @@ class History:
     def frame(self) -> pd.DataFrame:
         """The rows so far as a DataFrame."""
         return pd.DataFrame(self.rows)
+
+
+# ------------------------------------------------------------------------------------ one run
+class Run:
+    """The skeleton of a training run: the steps ``t = 1 .. total`` with the networks in train mode at
+    the start of each step, the progress bar, the history and the steps that write a row; at the end
+    (or on an error) the bar is closed and every network is left in eval mode. A loop keeps only its
+    optimizers and its step::
+
+        run = Run.over((encoder, decoder), data, batch_size, seed=0, epochs=1, desc="AE")
+        for t in run:
+            x, _ = next(run.stream)
+            loss = ...                                    # the paper's step
+            optimizer_step(opt, loss, "reconstruction", t, run.total)
+            run.history.add(loss=loss.item())
+            if t in run.log_at:
+                run.history.row(t)
+        return run.history.frame()
+
+    :meth:`over` makes the batch stream of ``data`` (:func:`batches`) and counts the steps from
+    ``steps`` or ``epochs`` (:func:`total_steps`); a loop with its own stream (or none) gives
+    ``total`` directly. ``log_at``: the steps after which a row is written (:func:`log_steps`);
+    ``device``: where the batches are.
+    """
+
+    def __init__(self, models: tuple[torch.nn.Module, ...], total: int, *, per_epoch: int | None = None,
+                 log_every: int | None = None, desc: str = "train", progress: bool | None = None,
+                 stream: Iterator[tuple] | None = None, device: torch.device | str | None = None) -> None:
+        self.models, self.device = tuple(models), device
+        self.total = check_int(total, "total", minimum=1)
+        self.per_epoch, self.stream = per_epoch, stream
+        self.log_at = log_steps(self.total, log_every, per_epoch)
+        self.history = History(per_epoch)
+        self.desc, self.progress = desc, progress
+        self.bar: tqdm | None = None
+
+    @classmethod
+    def over(cls, models: tuple[torch.nn.Module, ...], data, batch_size: int, *, seed: int, device: torch.device | str,
+             steps: int | None = None, epochs: float | None = None, log_every: int | None = None,
+             desc: str = "train", progress: bool | None = None, drop_last: bool = True, **batch_options) -> "Run":
+        """A run over the shuffled batches of ``data`` (:func:`batches`, with ``drop_last`` and
+        ``batch_options``), ``steps`` long or ``epochs`` passes."""
+        stream, per_epoch = batches(data, batch_size, seed=seed, device=device, drop_last=drop_last, **batch_options)
+        return cls(models, total_steps(steps, epochs, per_epoch), per_epoch=per_epoch, log_every=log_every,
+                   desc=desc, progress=progress, stream=stream, device=device)
+
+    def __iter__(self) -> Iterator[int]:
+        self.bar = progress_bar(self.total, self.desc, self.progress)
+        try:
+            for t in range(1, self.total + 1):
+                for m in self.models:
+                    m.train()
+                yield t
+                self.bar.update(1)
+        finally:
+            self.bar.close()
+            for m in self.models:
+                m.eval()

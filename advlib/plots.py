@@ -15,8 +15,6 @@ import torch
 
 def to_numpy_image(x: torch.Tensor) -> np.ndarray:
     """(C, H, W) or (H, W) tensor -> (H, W) or (H, W, 3) array for ``imshow``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     x = x.detach().float().cpu()
     if x.dim() == 3 and x.shape[0] == 1:
@@ -30,8 +28,6 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
                scale: float = 1.4, cmap: str = "gray", suptitle: str | None = None,
                title_colors: Sequence[str] | None = None) -> plt.Figure:
     """Images (N, C, H, W) in [0, 1] in a grid, with optional titles under each.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     n = images.shape[0]
     ncols = max(1, min(ncols, n))
@@ -56,8 +52,6 @@ def perturbation_view(x: torch.Tensor, x_adv: torch.Tensor, clean_titles: Sequen
                       cmap: str = "gray") -> plt.Figure:
     """Rows of (clean, perturbation, adversarial). The perturbation is drawn as
     ``0.5 + amplify * delta`` (default: scaled so the largest ``|delta|`` reaches the range's edge).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     n = x.shape[0]
     delta = (x_adv - x).detach()
@@ -79,8 +73,6 @@ def curves(df: pd.DataFrame, x: str, ys: Sequence[str] | str, hue: str | None = 
            xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
            marker: str = "o") -> plt.Figure:
     """Line plot of columns ``ys`` against ``x`` (one line per column, or per ``hue`` value).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -115,8 +107,6 @@ def decision_boundary(model: torch.nn.Module, points: torch.Tensor | np.ndarray,
     :meth:`advlib.data.Synthetic2D.embed`); default: the model takes the 2-D points themselves.
     ``extent`` = (xmin, xmax, ymin, ymax), default: the points' range plus a margin. The model runs in
     eval mode (restored). Returns the figure.
-
-    Taught in :ref:`ch-vat`.
     """
     from .utils import eval_mode, model_device
 

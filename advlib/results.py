@@ -38,8 +38,6 @@ def results_path(chapter: str, budget: str | None = None, folder: str | os.PathL
     """Where chapter ``chapter`` (the notebook's file stem, e.g. ``"10_large_perturbations"``) keeps
     its rows at ``budget`` (default: the active one): ``<chapter>.results.json`` at ``book``,
     ``<chapter>.<budget>.results.json`` otherwise, in ``folder``.
-
-    Taught in :ref:`app-paper-vs-book`.
     """
     if not isinstance(chapter, str) or not _CHAPTER.fullmatch(chapter):
         raise ValueError(f"chapter must be a notebook's file stem such as '10_large_perturbations', got {chapter!r}")
@@ -77,8 +75,6 @@ def paper_vs_ours(chapter: str, rows: Iterable[Mapping[str, object]], *, budget:
 
     ``budget`` (default: the active one) is the budget the numbers were computed at; ``folder``
     (default: the working folder, the notebook's own when it runs) is where the file goes.
-
-    Taught in :ref:`app-paper-vs-book`.
     """
     name = _budget.resolve(budget)
     path = results_path(chapter, name, folder)
@@ -131,8 +127,6 @@ def load_results(folder: str | os.PathLike) -> pd.DataFrame:
     A ``folder`` that does not exist is a ``FileNotFoundError``; a results file that is not UTF-8
     JSON of the chapter's book rows, each with ``claim``, ``paper`` and ``ours``, a ``ValueError``
     naming the file.
-
-    Taught in :ref:`app-paper-vs-book`.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -237,8 +231,6 @@ def verdict(row: Mapping[str, object]) -> tuple[str, str]:
     ``"paper's number is approximate"`` (*about*, *nearly*, ...), ``"paper gives several numbers"``,
     or ``"different setting (...)"``: the paper's cell says what differs *here*, or sets a parameter
     (``xi = 1e-6``) to another value than the claim does (``xi=0.001``).
-
-    Taught in :ref:`app-paper-vs-book`.
     """
     try:
         claim, paper, ours = row["claim"], row["paper"], row["ours"]

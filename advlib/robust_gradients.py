@@ -48,8 +48,6 @@ class TsiprasToy:
     r"""Tsipras et al.'s distribution: ``p`` (how often the robust feature :math:`x_1` agrees with the
     label), ``eta`` (the mean of each weak feature is :math:`\eta y`) and ``d`` (how many weak features).
     ``TsiprasToy.of(d, p, k)`` takes :math:`\eta = k / \sqrt d`, the paper's scaling.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
 
     p: float
@@ -83,8 +81,6 @@ def linear_adversarial_loss(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, e
     r"""The mean logistic loss of :math:`f(x) = w^\top x` under the worst L-inf perturbation of size
     ``eps``, in closed form: :math:`\log(1 + \exp(-y\, w^\top x + \epsilon \|w\|_1))` (``eps = 0``: the
     standard logistic loss). ``y`` in {-1, +1}.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     eps = check_nonnegative(eps, "eps")
     return F.softplus(-y * (x @ w) + eps * w.abs().sum()).mean()
@@ -94,8 +90,6 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, eps: float = 0.0, *, steps: i
                  ) -> torch.Tensor:
     """A linear classifier ``w`` (no bias: the distribution is symmetric) fitted by full-batch Adam on
     :func:`linear_adversarial_loss` at ``eps`` (0: standard training), from ``w = 0``.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     check_int(steps, "steps", minimum=1)
     check_positive(lr, "lr")
@@ -118,8 +112,6 @@ def linear_accuracy(w: torch.Tensor, toy: TsiprasToy, eps: float = 0.0) -> float
 
     .. math:: \mathrm{acc} = p\, \Phi\Big(\tfrac{w_1 + m}{s}\Big) + (1-p)\, \Phi\Big(\tfrac{-w_1 + m}{s}\Big),
               \quad m = \eta \textstyle\sum_j w_j - \epsilon \|w\|_1,\; s = \|w_{2:}\|_2.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     eps = check_nonnegative(eps, "eps")
     w = w.detach().double()
@@ -137,8 +129,6 @@ def tradeoff_bound(p: float, standard_accuracy: float) -> float:
     r"""Tsipras et al.'s Theorem 2.1: against an L-inf adversary with :math:`\epsilon \ge 2\eta`, a
     classifier of standard accuracy :math:`1-\delta` has robust accuracy at most
     :math:`\min(1, \frac{p}{1-p}\,\delta)`.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     if not 0.5 < p < 1.0:
         raise ValueError(f"p must be in (0.5, 1), got {p!r}")
@@ -152,8 +142,6 @@ def rescale_gradient(g: torch.Tensor, clip_std: float = 3.0) -> torch.Tensor:
     """Each image's gradient as an image in [0, 1], as Tsipras et al. show them: divided by
     ``clip_std`` times its own standard deviation, clipped to [-1, 1], mapped to [0, 1] (0.5 = zero
     gradient).
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     check_positive(clip_std, "clip_std")
     flat = g.flatten(1)
@@ -193,8 +181,6 @@ def saliency_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods=SA
 
     The model is used in eval mode and its parameters' gradients are not touched (modes restored).
     SmoothGrad's noise is seeded by ``seed`` (the global random state is saved and restored).
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency  # imported only when asked for
 
@@ -232,8 +218,6 @@ def saliency_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods=SA
 def stroke_mask(x: torch.Tensor, threshold: float = 0.1, border: int = 1) -> torch.Tensor:
     """Per pixel, whether it is on a digit's stroke (intensity above ``threshold``) or within ``border``
     pixels of one: a (N, 1, H, W) boolean mask of MNIST-like images in [0, 1].
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     check_int(border, "border", minimum=0)
     ink = (x.amax(dim=1, keepdim=True) > threshold).float()
@@ -246,8 +230,6 @@ def stroke_energy_share(g: torch.Tensor, x: torch.Tensor, threshold: float = 0.1
     r"""Per image, the share of the gradient's energy :math:`\sum g^2` that falls on the digit's strokes
     and their ``border`` (:func:`stroke_mask`): 1 when the gradient lives on the digit only; the mask's
     share of the pixels (about 0.3 on MNIST) for a gradient spread evenly.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     mask = stroke_mask(x, threshold, border).expand_as(g)
     energy = g.detach().double() ** 2
@@ -257,8 +239,6 @@ def stroke_energy_share(g: torch.Tensor, x: torch.Tensor, threshold: float = 0.1
 
 def class_means(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
     """The mean image of each class, a tensor of shape ``(num_classes, *image_shape)``.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     check_int(num_classes, "num_classes", minimum=1)
     sums = torch.zeros(num_classes, *x.shape[1:], dtype=torch.float64, device=x.device)
@@ -274,8 +254,6 @@ def class_mean_alignment(x: torch.Tensor, x_adv: torch.Tensor, source: torch.Ten
     means :math:`\mu_{target} - \mu_{source}`: near 0 for a perturbation unrelated to what tells the two
     classes apart, positive when it adds the target's average strokes and removes the source's. A judge
     that no model is involved in.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     delta = (x_adv - x).flatten(1).double()
     direction = (means[target.long()] - means[source.long()]).flatten(1).double()

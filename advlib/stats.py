@@ -113,8 +113,6 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     approximation it stays inside [0, 1] and is sensible at 0% and 100%. ``correct`` must be an
     integer in ``0..n``, ``n`` an integer >= 1 and ``confidence`` in (0, 1); anything else raises
     ``ValueError``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     correct, n = check_int(correct, "correct"), check_int(n, "n", minimum=1)
     if correct > n:
@@ -133,8 +131,6 @@ class PairedComparison:
     B wrong) and ``b_only`` (A wrong, B right), and ``p_value``, the exact McNemar test of "A and B
     are equally accurate". ``str(cmp)`` reads
     ``"A - B = +3.1 points [1.2, 5.0], McNemar exact p = 0.002, n = 1000 (A only 45, B only 14)"``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     n: int
@@ -191,8 +187,6 @@ def paired_comparison(a, b, confidence: float = 0.95) -> PairedComparison:
 
     ``a`` and ``b`` must be non-empty 1-D masks of one length (bools, or numbers that are all 0 or 1)
     and ``confidence`` in (0, 1); anything else raises ``ValueError``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     a, b = _as_mask(a, "a"), _as_mask(b, "b")
     if a.shape != b.shape:
@@ -228,8 +222,6 @@ class ClusteredInterval:
     """What :func:`clustered_interval` found: the ``mean`` over ``n_examples`` examples from
     ``n_clusters`` sources, and its bootstrap interval ``low``, ``high`` at ``confidence``.
     ``str(ci)`` reads ``"0.600 [0.483, 0.717], n = 540 examples from 60 sources"``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     mean: float
@@ -268,8 +260,6 @@ def clustered_interval(values, clusters, confidence: float = 0.95, n_resamples: 
     1-D tensor or array of the same length with at least 2 distinct ids, ``confidence`` in (0, 1),
     ``n_resamples`` an integer >= 100 and ``seed`` an integer >= 0; anything else raises
     ``ValueError``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     values = _as_numbers(values, "values")
     clusters = _as_1d(clusters, "clusters")
@@ -304,8 +294,6 @@ class SeedMean:
     """What :func:`seed_mean` found: the ``mean`` of ``n`` runs, their standard deviation ``sd``
     (with :math:`n - 1` in the denominator) and the Student-t interval ``low``, ``high`` at
     ``confidence``. ``str(m)`` reads ``"0.912 [0.901, 0.923], sd 0.004 over 5 seeds"``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     mean: float
@@ -333,8 +321,6 @@ def seed_mean(values, confidence: float = 0.95) -> SeedMean:
 
     ``values`` must be a 1-D tensor, array or sequence of at least 2 finite numbers and
     ``confidence`` in (0, 1); anything else raises ``ValueError``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     values = _as_numbers(values, "values")
     if values.size < 2:

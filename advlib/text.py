@@ -84,8 +84,6 @@ def tokenize(sentence: str) -> list[str]:
 
     HTML entities are unescaped first (``&amp;`` -> ``&``); characters outside the pattern (``&``, ``#``,
     ``@``, emoji) are dropped.
-
-    Taught in :ref:`ch-arae`.
     """
     text = html.unescape(sentence).lower().replace("''", '"').replace("`", "'")
     return _TOKEN.findall(text)
@@ -95,8 +93,7 @@ def tokenize(sentence: str) -> list[str]:
 class Sentence:
     """One rated sentence: its ``tokens``, the mean human ``rating`` (-4 .. +4) and its ``source``
     (``movie``, ``amazon``, ``nyt`` or ``tweets``). ``label`` is 1 for positive, 0 for negative.
-
-    Taught in :ref:`ch-arae`."""
+    """
 
     tokens: tuple[str, ...]
     rating: float
@@ -120,8 +117,6 @@ def sentiment_sentences(root: str | None = None, sources: Iterable[str] | None =
     ``vaderSentiment`` 3.3.2 from PyPI, every file checked against ``SENTIMENT_SHA256``).
     Otherwise, or when the download fails, raises :class:`advlib.datafiles.DataNotFoundError` naming the
     files to place under a data root.
-
-    Taught in :ref:`ch-arae`.
     """
     names = list(SENTIMENT_FILES) if sources is None else list(sources)
     bad = [s for s in names if s not in SENTIMENT_FILES]
@@ -163,8 +158,6 @@ def download_sentiment_corpus(root: str | os.PathLike | None = None, url: str = 
     ``SENTIMENT_SHA256``, or ``ValueError`` names the file and both checksums and nothing is
     written; then each file is written atomically (a temporary file renamed into place). A failed
     download raises ``OSError`` (``urllib.error.URLError``).
-
-    Taught in :ref:`ch-arae`.
     """
     folder = Path(_data.default_cache_root() if root is None else root).expanduser() / "text" / "sentiment"
     try:
@@ -188,8 +181,6 @@ def sentiment_files_from_sdist(blob: bytes, sha256: str | None = VADER_SDIST_SHA
     SHA-256; ``blob`` itself must hash to ``sha256`` unless that is ``None``. Raises ``ValueError``
     naming ``source``, the file and both checksums on any mismatch, and when a member is missing or
     not a regular file. Nothing is written.
-
-    Taught in :ref:`ch-arae`.
     """
     if sha256 is not None and (got := hashlib.sha256(blob).hexdigest()) != sha256:
         raise ValueError(f"{source} does not match its checksum: SHA-256 {got}, expected {sha256} "
@@ -263,8 +254,7 @@ def _rating(field: str, line: int) -> float:
 class Vocab:
     """Token <-> id maps. Ids 0-3 are ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``; the others are
     tokens by falling frequency. Build one with :meth:`build`.
-
-    Taught in :ref:`ch-arae`."""
+    """
 
     itos: list[str]
     stoi: dict[str, int] = field(init=False, repr=False)
@@ -353,8 +343,6 @@ def pad_batch(sequences: Sequence[Sequence[int]], vocab: Vocab, device: torch.de
     ``inputs[i] = <bos> w_1 .. w_T <pad>...`` and ``targets[i] = w_1 .. w_T <eos> <pad>...``, both
     ``(N, max T + 1)`` int64; ``lengths[i] = T + 1`` (the positions scored). Every id must be an
     integer in ``[0, len(vocab))`` (``ValueError`` naming the sequence otherwise).
-
-    Taught in :ref:`ch-arae`.
     """
     if len(sequences) == 0:
         raise ValueError("sequences must hold at least one sequence, got none")
@@ -376,8 +364,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], vocab: Vocab, device: torch.de
 class SentimentCorpus:
     """Token-id sequences with binary sentiment labels, split into train and test, and the vocabulary
     built on the training part. Make one with :func:`sentiment_corpus`.
-
-    Taught in :ref:`ch-arae`."""
+    """
 
     vocab: Vocab
     train: list[tuple[list[int], int]]
@@ -424,8 +411,7 @@ def sentiment_corpus(max_len: int = 20, min_abs_rating: float = 0.5, vocab_size:
     """The sentences of at most ``max_len`` tokens whose mean rating is at least ``min_abs_rating``
     away from neutral, labelled positive (rating > 0) or negative; ``n_test`` of them (seeded) held
     out; a vocabulary of at most ``vocab_size`` tokens seen ``min_count`` times in the rest.
-
-    Taught in :ref:`ch-arae`."""
+    """
     check_int(max_len, "max_len", minimum=1)
     check_nonnegative(min_abs_rating, "min_abs_rating")
     kept = [s for s in sentiment_sentences(root, sources)

@@ -24,8 +24,6 @@ _DEVICE: torch.device | None = None
 def launched() -> bool:
     """Whether this process was started by ``torchrun`` (or another launcher) as one of several: the
     environment variable ``WORLD_SIZE`` is above 1.
-
-    Taught in :ref:`app-scaling`.
     """
     value = os.environ.get("WORLD_SIZE", "1").strip() or "1"
     try:
@@ -42,8 +40,6 @@ def get_device() -> torch.device:
 
     Set ``ADVLIB_DEVICE`` to override the choice: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (any case);
     a ``ValueError`` naming it if it is none of these or that device is not available here.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     global _DEVICE
     if _DEVICE is None:
@@ -75,8 +71,6 @@ def get_device() -> torch.device:
 
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -91,8 +85,6 @@ def bf16_is_native(device: torch.device | str | None = None) -> bool:
     """Whether ``device`` computes in bfloat16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
     AMX). Elsewhere bf16 autocast is emulated: on an AVX2-only CPU a PGD training step of the MNIST CNN
     took 13x longer in bf16 than in float32 (4.0 s vs 0.31 s, chapter 07).
-
-    Taught in :ref:`ch-pgd-training`.
     """
     device = torch.device(device) if device is not None else get_device()
     if device.type == "cuda":
@@ -116,8 +108,6 @@ def resolve_amp(amp: bool | str, device: torch.device | str | None = None) -> bo
     training loop, recipe and attack that takes ``amp``): ``0`` forces float32, ``1`` forces bf16
     autocast, ``auto`` means bf16 only where it is native. With it one machine runs the tests as both
     kinds of CPU would (see the README, "Tests and machines").
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if isinstance(amp, str):
         if amp != "auto":
@@ -143,8 +133,6 @@ def announce_compute_path(device: torch.device | str, amp: bool) -> str | None:
     float32 elsewhere, where robust training takes several times longer than on a CPU with native
     bf16 (the chapters state their training times with the CPU kind that gave them). Returns the
     message, or ``None`` when it was already printed.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     device = torch.device(device)
     if device.type in _ANNOUNCED:
@@ -170,8 +158,6 @@ def announce_compute_path(device: torch.device | str, amp: bool) -> str | None:
 
 def bf16_autocast(device: torch.device | str, enabled: bool) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bfloat16 on ``device`` when ``enabled`` (see :func:`resolve_amp`), else a no-op.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if not enabled:
         return contextlib.nullcontext()
@@ -182,8 +168,6 @@ def show_progress(progress: bool | None = None) -> bool:
     """Whether to draw tqdm progress bars: ``progress`` if given, else on unless ``$ADVLIB_PROGRESS``
     is ``0``, ``false``, ``no`` or ``off`` (in any case, spaces around ignored); unset, empty or any
     other value means on.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if progress is not None:
         return bool(progress)
@@ -192,8 +176,6 @@ def show_progress(progress: bool | None = None) -> bool:
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices) and return a CPU ``torch.Generator`` seeded alike.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -207,8 +189,6 @@ def new_generator(seed: int) -> torch.Generator:
     Draw from it with :func:`draw`, which puts the numbers on any device afterwards; a CPU generator
     gives the same numbers on every machine, CUDA or not, so a seeded attack or diagnostic is
     reproducible across devices.
-
-    Taught in :ref:`ch-fast-training`.
     """
     return torch.Generator().manual_seed(check_int(seed, "seed"))
 
@@ -222,8 +202,6 @@ def draw(sampler: Callable[..., torch.Tensor], *args, generator: torch.Generator
     goes through here.
 
     Example: ``u = draw(torch.rand, x.shape, generator=g, device=x.device)``
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if generator is None:
         return sampler(*args, device=device, **kwargs)
@@ -232,8 +210,6 @@ def draw(sampler: Callable[..., torch.Tensor], *args, generator: torch.Generator
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of a model's first parameter or buffer (CPU for a model with neither).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     for t in model.parameters():
         return t.device
@@ -248,8 +224,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
     Restoring module by module (rather than ``model.train(was_training)``) keeps mixed modes
     intact, e.g. a model whose batch-norm layers were frozen on purpose.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -263,8 +237,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def batch_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The batch-norm layers of ``model`` that track running statistics (those that
     :func:`freeze_batch_norm_stats` freezes and :func:`advlib.train.recompute_batch_norm` recomputes).
-
-    Taught in :ref:`ch-vat`.
     """
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
@@ -282,8 +254,6 @@ def freeze_batch_norm_stats(model: nn.Module) -> Iterator[nn.Module]:
     inputs) use batch statistics but do not move the statistics used at test time.
 
     Example: ``with freeze_batch_norm_stats(model): logits = model(x + r)``
-
-    Taught in :ref:`ch-vat`.
     """
     frozen = batch_norm_layers(model)
     for m in frozen:
@@ -299,8 +269,6 @@ def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] |
                  finite: bool = True) -> None:
     """Raise ``ValueError`` unless ``x`` is a non-empty floating tensor with a batch dimension, inside
     ``bounds`` and (when ``finite``) free of NaN and infinities.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -324,8 +292,6 @@ def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] |
 def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | None = None) -> None:
     """Raise ``ValueError`` unless ``y`` is a ``torch.long`` tensor of shape ``(n,)`` with values in
     range (cross-entropy takes no other integer dtype).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
@@ -343,8 +309,6 @@ def check_labels(y: torch.Tensor, n: int, name: str = "y", num_classes: int | No
 def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
     """Raise ``ValueError`` unless ``x`` is on the device of ``model`` and has the dtype of its
     floating parameters (a model with neither parameters nor buffers takes anything).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     has_state = next(itertools.chain(model.parameters(), model.buffers()), None) is not None
     device = model_device(model)
@@ -359,8 +323,6 @@ def check_model_input(model: nn.Module, x: torch.Tensor, name: str = "x") -> Non
 
 def check_nonnegative(value: float, name: str) -> float:
     """Return ``float(value)`` if it is a finite number ``>= 0``, else raise ``ValueError`` naming ``name``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return _check_number(value, name, strict=False)
 
@@ -368,8 +330,6 @@ def check_nonnegative(value: float, name: str) -> float:
 def check_positive(value: float, name: str) -> float:
     """Return ``float(value)`` if it is a finite number ``> 0``, else raise ``ValueError`` naming ``name``
     (for ``>= 0``, :func:`check_nonnegative`).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return _check_number(value, name, strict=True)
 
@@ -386,8 +346,6 @@ def _check_number(value: float, name: str, strict: bool) -> float:
 
 def check_int(value: int, name: str, *, minimum: int = 0) -> int:
     """Return ``value`` if it is an integer ``>= minimum``, else raise ``ValueError``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -401,8 +359,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     file is removed. Every file advlib writes goes through here (models, results, downloads).
 
     Example: ``atomic_write(path, lambda tmp: tmp.write_text(text))``
-
-    Taught in :ref:`ch-preliminaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

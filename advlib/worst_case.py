@@ -64,8 +64,6 @@ class Headline:
     """What :func:`headline` found: ``report`` (the :class:`~advlib.evaluate.RobustnessReport`, one row
     per stage, extra attacks merged), ``table`` (the same with ``broken here``, the examples each stage
     was the first to break), ``flags`` (:func:`evaluation_flags`), ``settings`` and ``worst``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     report: RobustnessReport
@@ -107,8 +105,6 @@ def headline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
     starts and the torchattacks seeds; cache: reuse a stored result (:func:`cached_robustness`).
 
     Example: ``h = headline(model, x, y, eps=0.3); print(h); h.worst``
-
-    Taught in :ref:`ch-pgd-training`.
     """
     check_images(x, "x")
     check_labels(y, x.shape[0], "y")
@@ -164,8 +160,6 @@ def evaluation_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, repo
 
     Checks without their input (no ``report``, no ``sweep``) read "not checked". The first ``n``
     examples are used for the model checks. Nothing about the model changes.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     check_images(x, "x", bounds=None)
     check_labels(y, x.shape[0], "y")
@@ -239,8 +233,6 @@ def cached_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     always attacks and stores nothing. A ``torch.Generator`` inside an attack is keyed by its state
     at the call: re-running a cell that seeds it anew reloads, while a second call with the same
     generator object (advanced by the first) is another evaluation and runs.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     named = dict(attacks)
     if not cache:
@@ -261,8 +253,6 @@ def cached_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def evaluation_path(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack], *,
                     batch_size: int = 250, amp: bool | str = False, config: Mapping | None = None) -> Path:
     """Where :func:`cached_robustness` stores this evaluation: ``<cache dir>/evaluations/robustness-<key>.pt``.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     key = {"weights": _digest(model.state_dict()), "x": _digest(x), "y": _digest(y),
            "attacks": [[name, describe_attack(a)] for name, a in attacks.items()],
@@ -276,8 +266,6 @@ def describe_attack(attack: Attack) -> dict:
     function's qualified name and its arguments (a ``torch.Generator`` by its state); an object with a
     ``config`` dict (the torchattacks adapters of :func:`advlib.evaluate.autoattack_attacks`) by that.
     Anything else is a ``ValueError``: give it a ``config`` attribute.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if isinstance(attack, functools.partial):
         kwargs = {k: ({"generator_state": v.get_state()} if isinstance(v, torch.Generator) else v)

@@ -49,7 +49,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from advlib import attacks, data, evaluate, models, train, worst_case
+from advlib import adversaries, attacks, data, evaluate, models, train, worst_case
 from advlib.utils import bf16_is_native
 
 
@@ -169,7 +169,7 @@ def training_speed(args) -> None:
 
         def with_fit(amp=False):
             train.fit(fresh(), (x, y), epochs=1, batch_size=args.batch, schedule="constant", amp=amp,
-                      adversary=train.pgd_adversary(eps, steps=steps), progress=False)
+                      adversary=adversaries.pgd(eps, steps=steps), progress=False)
 
         def plain():
             model = fresh()

@@ -1,7 +1,7 @@
 """Data-parallel PGD training on the CPU: one process against ``torchrun --nproc_per_node=N``.
 
 Times ``--steps`` steps of PGD adversarial training (:func:`advlib.train.fit` with
-:func:`advlib.train.pgd_adversary`, random start off so that both runs compute the same thing; float32)
+:func:`advlib.adversaries.pgd`, random start off so that both runs compute the same thing; float32)
 of the Madry MNIST CNN (SGD) at a global batch of ``--batch``, first in one process with all ``--cores``
 threads, then in N processes under ``torchrun`` with ``cores / N`` threads each. Only ``fit`` is
 timed (not the start of the processes nor the loading of the data); the two are run alternately,
@@ -51,7 +51,7 @@ def worker(args) -> None:
     mnist = data.mnist(train=True).subset(args.steps * args.batch, seed=0)
     torch.manual_seed(0)
     model = models.mnist_cnn()
-    adversary = train.pgd_adversary(0.3, alpha=0.1, steps=args.pgd_steps, random_start=False)
+    adversary = adversaries.pgd(0.3, alpha=0.1, steps=args.pgd_steps, random_start=False)
     distributed.init()
     distributed.barrier()
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from advlib import cache, distributed, train
+from advlib import adversaries, cache, distributed, train
 
 N, BATCH = 64, 16
 
@@ -52,7 +52,7 @@ def dataset() -> tuple[torch.Tensor, torch.Tensor]:
 def recording(adversary, seen: list):
     """``adversary``, noting the names of the examples of every step (and one random draw)."""
 
-    def adv(model, x, y, progress):
+    def adv(model, x, y, progress, index=None):
         seen.append({"ids": (x[:, 0, 0, 0] * (N - 1)).round().long().tolist(), "draw": torch.rand(2).tolist()})
         return adversary(model, x, y, progress)
 
@@ -64,7 +64,7 @@ def equivalence() -> dict:
     torch.manual_seed(0)
     model = MLP()
     seen: list = []
-    adversary = recording(train.pgd_adversary(0.1, steps=2, random_start=False), seen)
+    adversary = recording(adversaries.pgd(0.1, steps=2, random_start=False), seen)
     history = train.fit(model, dataset(), epochs=2, batch_size=BATCH, lr=0.05, optimizer="sgd", schedule="constant",
                         adversary=adversary, evals=2, seed=0, progress=False)
     return {"state": model.state_dict(), "seen": seen,
@@ -76,7 +76,7 @@ def random_start() -> dict:
     torch.manual_seed(0)
     model = BNNet()
     seen: list = []
-    adversary = recording(train.pgd_adversary(0.1, steps=2), seen)
+    adversary = recording(adversaries.pgd(0.1, steps=2), seen)
     history = train.fit(model, dataset(), epochs=1, batch_size=BATCH, lr=1e-2, adversary=adversary,
                         clean_weight=0.5, seed=0, progress=False, val=dataset())
     return {"state": model.state_dict(), "seen": seen, "history": history.drop(columns="time_s").to_dict("list")}
@@ -99,7 +99,7 @@ def cached(folder: Path) -> dict:
 
     def fit(model: nn.Module):
         trainings.append(distributed.rank())
-        return train.fit(model, dataset(), epochs=1, batch_size=BATCH, adversary=train.pgd_adversary(0.1, steps=1),
+        return train.fit(model, dataset(), epochs=1, batch_size=BATCH, adversary=adversaries.pgd(0.1, steps=1),
                          seed=0, progress=False)
 
     cache.save = counting_save

@@ -99,14 +99,14 @@ def test_subsets_are_seeded_and_balanced(fake_root):
 
 def test_loader_batches(fake_root):
     ds = data.mnist(train=False, root=fake_root, download=False)
-    ld = data.loader(ds, batch_size=8, shuffle=True, seed=0, device="cpu")
+    ld = data.Loader(ds, batch_size=8, shuffle=True, seed=0, device="cpu")
     batches = list(ld)
     assert len(ld) == 4 == len(batches) and batches[-1][0].shape == (6, 1, 28, 28)
     seen = torch.cat([y for _, y in batches])
     assert torch.equal(seen.sort().values, ds.labels.sort().values)
-    assert len(data.loader(ds, 8, drop_last=True)) == 3
+    assert len(data.Loader(ds, 8, drop_last=True)) == 3
     with pytest.raises(ValueError, match="batch_size"):
-        data.loader(ds, 0)
+        data.Loader(ds, 0)
 
 
 def test_bad_names():

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 import advlib
-from advlib import cache, distributed, loops, models, train
+from advlib import adversaries, cache, distributed, loops, models, train
 
 import ddp_scenarios
 
@@ -119,7 +119,7 @@ def test_one_process_never_starts_a_process_group(monkeypatch):
         torch.manual_seed(0)
         model = ddp_scenarios.BNNet()
         history = train.fit(model, (x, y), epochs=1, batch_size=ddp_scenarios.BATCH,
-                            adversary=train.pgd_adversary(0.1, steps=1), clean_weight=0.5, progress=False)
+                            adversary=adversaries.pgd(0.1, steps=1), clean_weight=0.5, progress=False)
         return model.state_dict(), history.drop(columns="time_s")
 
     plain_state, plain_history = run()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from advlib import attacks, evaluate
+from advlib import adversaries, attacks, evaluate
 from advlib.evaluate import Accuracy, wilson_interval
 
 
@@ -249,7 +249,7 @@ def test_bf16_attack_is_as_strong_as_fp32_on_a_robust_model():
     torch.manual_seed(0)
     model = models.mlp_classifier([256, 256])
     train.fit(model, data.mnist(train=True, root=root).subset(6000, seed=0), epochs=3, batch_size=100,
-              adversary=train.pgd_adversary(0.1, steps=3), amp=False, progress=False)
+              adversary=adversaries.pgd(0.1, steps=3), amp=False, progress=False)
     x, y = data.mnist(train=False, root=root).subset(1000, seed=1).tensors()
     pgd20 = functools.partial(attacks.pgd, eps=0.1, steps=20, restarts=1, generator=torch.Generator().manual_seed(0))
     fp32 = evaluate.robust_accuracy(model, x, y, pgd20, amp=False)

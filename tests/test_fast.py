@@ -6,7 +6,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from advlib import evaluate, fast, train
+from advlib import adversaries, evaluate, fast, train
 from test_train import toy_data
 
 
@@ -72,7 +72,7 @@ def test_early_stopping_keeps_and_restores_the_best_weights(tiny):
     es = fast.RobustEarlyStopping(x[:64], y[:64], eps=0.1, steps=2)
     with pytest.raises(RuntimeError, match="no evaluation"):
         es.restore(tiny)
-    hist = train.fit(tiny, (x, y), epochs=4, batch_size=32, lr=1e-2, adversary=train.fgsm_rs_adversary(0.1),
+    hist = train.fit(tiny, (x, y), epochs=4, batch_size=32, lr=1e-2, adversary=adversaries.fgsm_rs(0.1),
                      callback=es, progress=False)
     assert "es_pgd_acc" in hist and es.best_acc == pytest.approx(hist.es_pgd_acc.max())
     row = es.restore(tiny)
@@ -87,8 +87,7 @@ def test_early_stopping_keeps_and_restores_the_best_weights(tiny):
 
 def test_gradalign_penalty_is_bounded_differentiable_and_small_for_a_linear_model(batch):
     x, y = batch
-    reg = fast.gradalign_regularizer(0.1, weight=2.0)
-    assert reg.uses_labels
+    reg = adversaries.gradalign(0.1, weight=2.0)
     lin, wig = Linear(), Wiggly()
     r_lin, r_wig = reg(lin, x, 0.0, y), reg(wig, x, 0.0, y)
     assert 0.0 <= r_lin.item() < 0.1 and 0.5 < r_wig.item() <= 4.0
@@ -96,26 +95,25 @@ def test_gradalign_penalty_is_bounded_differentiable_and_small_for_a_linear_mode
     assert wig.fc.weight.grad is not None and wig.fc.weight.grad.abs().sum() > 0  # double backprop
 
 
-def test_fit_passes_labels_to_a_labelled_regularizer_and_refuses_unlabelled(tiny):
+def test_fit_passes_labels_to_the_regularizer_and_gradalign_refuses_unlabelled(tiny):
     x, y = toy_data(64)
     seen = []
-    inner = fast.gradalign_regularizer(0.1, weight=0.5)
+    inner = adversaries.gradalign(0.1, weight=0.5)
 
     def spy(model, xb, progress, yb):
-        seen.append(yb.shape[0] == xb.shape[0])
+        seen.append(yb is not None and yb.shape[0] == xb.shape[0])
         return inner(model, xb, progress, yb)
 
-    spy.uses_labels = True
-    hist = train.fit(tiny, (x, y), epochs=1, batch_size=32, adversary=train.fgsm_adversary(0.1), regularizer=spy,
+    hist = train.fit(tiny, (x, y), epochs=1, batch_size=32, adversary=adversaries.fgsm(0.1), regularizer=spy,
                      progress=False)
     assert seen == [True, True] and math.isfinite(hist.train_loss.iloc[-1])
-    with pytest.raises(ValueError, match="unlabelled"):
+    with pytest.raises(ValueError, match="gradalign needs the batch's labels"):
         train.fit(tiny, (x, y), epochs=1, regularizer=spy, unlabelled=x, progress=False)
 
 
 def test_apart_adversary_stays_in_the_ball_and_ascends_on_its_parameters(tiny, batch):
     x, y = batch
-    adv = fast.APARTAdversary(0.1, lr=1e-2)
+    adv = adversaries.APART(0.1, lr=1e-2)
     x_in = adv(tiny, x, y, 0.0)
     assert x_in.requires_grad and (x_in - x).abs().max() <= 0.1 + 1e-6 and x_in.min() >= 0 and x_in.max() <= 1
     F.cross_entropy(tiny(x_in), y).backward()
@@ -130,7 +128,7 @@ def test_apart_adversary_stays_in_the_ball_and_ascends_on_its_parameters(tiny, b
 
 def test_apart_adversary_trains_and_keeps_its_bounds(tiny):
     x, y = toy_data(64)
-    adv = fast.APARTAdversary(0.1, alpha=0.15, sigma=0.05, lr=0.05)
+    adv = adversaries.APART(0.1, alpha=0.15, sigma=0.05, lr=0.05)
     train.fit(tiny, (x, y), epochs=3, batch_size=16, adversary=adv, progress=False)
     assert len(adv.history) == 11  # every step but the last has been followed by an ascent step
     assert all(0 < a <= 0.2 + 1e-6 and 0 <= s <= 0.1 + 1e-6 for a, s in adv.history)
@@ -138,18 +136,18 @@ def test_apart_adversary_trains_and_keeps_its_bounds(tiny):
 
 def test_apart_weight_decay_pulls_its_parameters_down(tiny, batch):
     x, y = batch
-    adv = fast.APARTAdversary(0.1, alpha=0.1, sigma=0.05, lr=1e-2, weight_decay=1e6)
+    adv = adversaries.APART(0.1, alpha=0.1, sigma=0.05, lr=1e-2, weight_decay=1e6)
     F.cross_entropy(tiny(adv(tiny, x, y, 0.0)), y).backward()
     adv(tiny, x, y, 0.0)  # the ascent step: the decay (1e6 x parameter) outweighs the loss's pull
     assert adv.alpha.item() == pytest.approx(0.09, rel=1e-3) and adv.sigma.item() == pytest.approx(0.04, rel=1e-3)
     with pytest.raises(ValueError, match="weight_decay"):
-        fast.APARTAdversary(0.1, weight_decay=-1.0)
+        adversaries.APART(0.1, weight_decay=-1.0)
 
 
 def test_apart_stored_starts_move_by_the_sign_of_the_gradient_at_the_adversarial_input(tiny, batch):
     x, y = batch
-    adv = fast.APARTAdversary(0.1, alpha=0.05, sigma=0.08, lr=1e-2, n_examples=40)
-    assert adv.uses_indices
+    adv = adversaries.APART(0.1, alpha=0.05, sigma=0.08, lr=1e-2, n_examples=40)
+    assert adv.stored
     first = torch.arange(16) + 3
     x_in = adv(tiny, x, y, 0.0, index=first)
     starts = adv.starts.clone()
@@ -177,13 +175,11 @@ def test_apart_stored_starts_move_by_the_sign_of_the_gradient_at_the_adversarial
 
 def test_apart_stored_starts_through_fit_get_each_example_its_own(tiny):
     x, y = toy_data(48)
-    adv = fast.APARTAdversary(0.1, lr=1e-2, n_examples=48)
+    adv = adversaries.APART(0.1, lr=1e-2, n_examples=48)
     calls = []
     inner = adv.__call__
 
     class Spy:
-        uses_indices = True
-
         def __call__(self, model, xb, yb, progress, index=None):
             calls.append(index.clone())
             assert torch.equal(xb, x[index]) and torch.equal(yb, y[index])
@@ -199,7 +195,7 @@ def test_apart_stored_starts_through_fit_get_each_example_its_own(tiny):
 
 def test_apart_stored_starts_need_valid_indices(tiny, batch):
     x, y = batch
-    adv = fast.APARTAdversary(0.1, n_examples=16)
+    adv = adversaries.APART(0.1, n_examples=16)
     with pytest.raises(ValueError, match="index="):
         adv(tiny, x, y, 0.0)
     with pytest.raises(ValueError, match=r"index must be in \[0, n_examples = 16\)"):
@@ -207,14 +203,14 @@ def test_apart_stored_starts_need_valid_indices(tiny, batch):
     with pytest.raises(ValueError, match="one long index per image"):
         adv(tiny, x, y, 0.0, index=torch.arange(8))
     with pytest.raises(ValueError, match="n_examples"):
-        fast.APARTAdversary(0.1, n_examples=0)
+        adversaries.APART(0.1, n_examples=0)
 
 
 @pytest.mark.parametrize("bad, name", [
-    (lambda: fast.gradalign_regularizer(-0.1, 1.0), "eps"),
-    (lambda: fast.gradalign_regularizer(0.1, -1.0), "weight"),
-    (lambda: fast.APARTAdversary(0.0), "eps"),
-    (lambda: fast.APARTAdversary(0.1, lr=0), "lr"),
+    (lambda: adversaries.gradalign(-0.1, 1.0), "eps"),
+    (lambda: adversaries.gradalign(0.1, -1.0), "weight"),
+    (lambda: adversaries.APART(0.0), "eps"),
+    (lambda: adversaries.APART(0.1, lr=0), "lr"),
     (lambda: fast.RobustEarlyStopping(torch.rand(4, 1, 12, 12), torch.zeros(4, dtype=torch.long), eps=0.1,
                                       steps=0), "steps"),
 ])
@@ -241,7 +237,7 @@ def test_fgsm_rs_start_clipping(clip_start):
     eps, d = 0.3, 100 * 100
     model, x, y = _rising_model(d), torch.zeros(1, 1, 100, 100), torch.zeros(1, dtype=torch.long)
     torch.manual_seed(0)
-    x_adv = train.fgsm_rs_adversary(eps, clip_start=clip_start)(model, x, y, 0.0)
+    x_adv = adversaries.fgsm_rs(eps, clip_start=clip_start)(model, x, y, 0.0)
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= eps + 1e-6
     at_eps = ((x_adv - eps).abs() < 1e-6).float().mean().item()
     if clip_start:
@@ -253,4 +249,4 @@ def test_fgsm_rs_start_clipping(clip_start):
 
 def test_fgsm_rs_clip_start_must_be_a_bool():
     with pytest.raises(ValueError, match="clip_start must be True or False"):
-        train.fgsm_rs_adversary(0.3, clip_start="yes")
+        adversaries.fgsm_rs(0.3, clip_start="yes")

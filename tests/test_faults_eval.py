@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlib import attacks, evaluate, fast, large_eps, train, utils
+from advlib import adversaries, attacks, evaluate, fast, large_eps, train, utils
 
 ADVLIB = Path(__file__).resolve().parents[1] / "advlib"
 
@@ -258,7 +258,7 @@ def test_gradient_alignment_refuses_nan_pixels():
 
 def test_apart_names_a_shape_change_of_its_stored_starts():
     """F10: one APARTAdversary(n_examples=...) reused on inputs of another shape failed deep."""
-    adv = fast.APARTAdversary(0.1, n_examples=10)
+    adv = adversaries.APART(0.1, n_examples=10)
     x, y = batch(4)
     adv(mlp(), x, y, 0.0, index=torch.arange(4))
     flat = nn.Sequential(nn.Linear(8, 10))
@@ -268,7 +268,7 @@ def test_apart_names_a_shape_change_of_its_stored_starts():
 
 def test_staircase_refuses_progress_outside_training():
     """L04: negative progress gave a negative eps."""
-    eps_at = large_eps.staircase_eps(0.4, 4)
+    eps_at = adversaries.staircase(0.4, 4)
     assert eps_at(0.0) == pytest.approx(0.1) and eps_at(1.0) == pytest.approx(0.4)
     for p in (-0.1, -3, 1.5, float("nan")):
         with pytest.raises(ValueError, match="progress must be the share of training done, in \\[0, 1\\]"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlib import aae, gan, train
+from advlib import adversaries, aae, gan, train
 from advlib.data import ImageData
 
 
@@ -43,7 +43,7 @@ def empty_images():
 
 
 def vat():
-    return train.vat_regularizer(0.1)
+    return adversaries.vat(0.1)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlib import attacks, evaluate, fast, train, utils
+from advlib import adversaries, attacks, evaluate, fast, train, utils
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -49,6 +49,6 @@ def test_evaluation_and_a_bf16_training_step_on_the_gpu(on_gpu):
     m, x, y = on_gpu
     report = evaluate.robustness(m, x, y, evaluate.attack("pgd", eps=0.1, steps=3))
     assert report.mask.device == x.device
-    hist = train.fit(m, (x, y), epochs=1, batch_size=16, adversary=train.pgd_adversary(0.1, steps=2),
+    hist = train.fit(m, (x, y), epochs=1, batch_size=16, adversary=adversaries.pgd(0.1, steps=2),
                      amp=utils.bf16_is_native("cuda"), progress=False)
     assert len(hist) == 1 and all(p.is_cuda for p in m.parameters())

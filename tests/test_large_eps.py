@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlib import attacks, cache, evaluate, large_eps, zoo
+from advlib import adversaries, attacks, cache, evaluate, large_eps, zoo
 from tests.test_zoo import fake, tiny  # noqa: F401  (the fixture of fake MNIST/CIFAR and tiny recipes)
 from advlib import data
 
@@ -20,33 +20,35 @@ def cache_in_tmp(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------- eps schedules
 def test_staircase_is_the_papers_schedule():
-    eps_at = large_eps.staircase_eps(0.4, 40)  # 40 stages of one "epoch": 0.01 (epoch + 1)
+    eps_at = adversaries.staircase(0.4, 40)  # 40 stages of one "epoch": 0.01 (epoch + 1)
     for epoch in range(40):
         assert eps_at(epoch / 40) == pytest.approx(0.01 * (epoch + 1))
         assert eps_at((epoch + 0.99) / 40) == pytest.approx(0.01 * (epoch + 1))
     assert eps_at(0.999999) == pytest.approx(0.4) and eps_at(1.0) == pytest.approx(0.4)
-    book = large_eps.staircase_eps(0.4, 8)
+    book = adversaries.staircase(0.4, 8)
     assert [round(book(k / 8), 4) for k in range(8)] == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
-    ramp = large_eps.staircase_eps(0.4, 3, eps_min=0.3)
+    ramp = adversaries.staircase(0.4, 3, eps_min=0.3)
     assert [ramp(p) for p in (0.0, 0.4, 0.9)] == pytest.approx([0.3, 0.35, 0.4])
-    assert large_eps.staircase_eps(0.4, 1)(0.0) == 0.4
+    assert adversaries.staircase(0.4, 1)(0.0) == 0.4
 
 
 def test_schedules_reject_bad_arguments():
     with pytest.raises(ValueError, match="eps_max"):
-        large_eps.staircase_eps(0.0, 4)
+        adversaries.staircase(0.0, 4)
     with pytest.raises(ValueError, match="stages"):
-        large_eps.staircase_eps(0.4, 0)
+        adversaries.staircase(0.4, 0)
     with pytest.raises(ValueError, match="eps_min"):
-        large_eps.staircase_eps(0.4, 4, eps_min=0.5)
+        adversaries.staircase(0.4, 4, eps_min=0.5)
     with pytest.raises(ValueError, match="steps"):
-        large_eps.scheduled_pgd_adversary(0.3, steps=0)
-    with pytest.raises(ValueError, match="step_ratio"):
-        large_eps.scheduled_pgd_adversary(0.3, step_ratio=0.0)
-    with pytest.raises(ValueError, match="eps_at"):
-        large_eps.scheduled_pgd_adversary(-0.1)
+        adversaries.pgd(0.3, steps=0)
+    with pytest.raises(ValueError, match="alpha_ratio"):
+        adversaries.pgd(0.3, alpha_ratio=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        adversaries.pgd(-0.1)
     with pytest.raises(ValueError, match="norm"):
-        large_eps.scheduled_pgd_adversary(0.3, norm="1")
+        adversaries.pgd(0.3, norm="1")
+    with pytest.raises(ValueError, match=r"eps\(progress\) must be a finite number >= 0"):
+        adversaries.pgd(lambda p: -0.1)(_mlp(), torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 0.5)
 
 
 def _mlp(d=16, classes=3, seed=0):
@@ -59,17 +61,17 @@ def test_scheduled_adversary_attacks_at_the_eps_of_the_moment():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 1, 4, 4, generator=g)
     y = torch.randint(0, 3, (64,), generator=g)
-    adversary = large_eps.scheduled_pgd_adversary(large_eps.staircase_eps(0.4, 4), steps=3)
+    adversary = adversaries.pgd(adversaries.staircase(0.4, 4), steps=3, alpha_ratio=2.5 / 3)
     for progress, eps in [(0.0, 0.1), (0.3, 0.2), (0.99, 0.4)]:
         delta = (adversary(model, x, y, progress) - x).abs().amax()
         assert eps - 0.02 < delta <= eps + 1e-6  # reaches the ball's edge at that eps, no further
-    # a constant schedule is PGD at that eps with step step_ratio * eps / steps (same random start)
+    # a constant schedule is PGD at that eps with step alpha_ratio * eps (same random start)
     torch.manual_seed(1)
-    ours = large_eps.scheduled_pgd_adversary(0.3, steps=4, step_ratio=2.0)(model, x, y, 0.5)
+    ours = adversaries.pgd(0.3, steps=4, alpha_ratio=0.5)(model, x, y, 0.5)
     torch.manual_seed(1)
     direct = attacks.pgd(model, x, y, eps=0.3, alpha=0.15, steps=4)
     assert torch.equal(ours, direct)
-    assert torch.equal(large_eps.scheduled_pgd_adversary(lambda p: 0.0)(model, x, y, 0.1), x)
+    assert torch.equal(adversaries.pgd(lambda p: 0.0)(model, x, y, 0.1), x)
 
 
 # ------------------------------------------------------------------- binarisation and BPDA

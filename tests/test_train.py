@@ -7,7 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from advlib import attacks, evaluate, train
+from advlib import adversaries, attacks, evaluate, train
 from conftest import TinyNet
 
 
@@ -30,16 +30,16 @@ def test_standard_fit_learns_and_reports(tiny):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: train.fgsm_adversary(0.1),
-    lambda: train.fgsm_rs_adversary(0.1),
-    lambda: train.pgd_adversary(0.1, steps=2, eps_ramp=0.5),
+    lambda: adversaries.fgsm(0.1),
+    lambda: adversaries.fgsm_rs(0.1),
+    lambda: adversaries.pgd(adversaries.linear_ramp(0.1, 0.5), steps=2),
 ])
 def test_adversarial_fit_runs_and_sees_perturbed_inputs(tiny, make):
     x, y = toy_data(64)
     seen = []
     base = make()
 
-    def spy(model, xb, yb, progress):
+    def spy(model, xb, yb, progress, index=None):
         out = base(model, xb, yb, progress)
         seen.append(((out - xb).abs().max().item(), progress))
         return out
@@ -51,10 +51,9 @@ def test_adversarial_fit_runs_and_sees_perturbed_inputs(tiny, make):
 
 
 def test_eps_ramp():
-    assert train.ramp(0.3, 0.0, 0.2) == 0.0
-    assert train.ramp(0.3, 0.1, 0.2) == pytest.approx(0.15)
-    assert train.ramp(0.3, 0.9, 0.2) == 0.3
-    assert train.ramp(0.3, 0.0, 0.0) == 0.3
+    ramp = adversaries.linear_ramp(0.3, 0.2)
+    assert ramp(0.0) == 0.0 and ramp(0.1) == pytest.approx(0.15) and ramp(0.9) == 0.3
+    assert adversaries.linear_ramp(0.3, 0.0)(0.0) == 0.3
 
 
 def test_clean_weight_and_regularizer_enter_the_loss():
@@ -67,11 +66,11 @@ def test_clean_weight_and_regularizer_enter_the_loss():
     x_u = torch.rand(8, 1, 12, 12)
     seen = []
 
-    def reg(m, xu, progress):
+    def reg(m, xu, progress, y=None):
         seen.append(xu)
         return 0.1 * m(xu).pow(2).mean()
 
-    hist = train.fit(model, (x, y), epochs=1, batch_size=32, adversary=train.fgsm_adversary(0.05), clean_weight=0.3,
+    hist = train.fit(model, (x, y), epochs=1, batch_size=32, adversary=adversaries.fgsm(0.05), clean_weight=0.3,
                      regularizer=reg, unlabelled=x_u, unlabelled_batch_size=8, schedule="constant", progress=False)
     x_adv = attacks.fgsm(start, x, y, eps=0.05)
     with torch.no_grad():
@@ -82,7 +81,7 @@ def test_clean_weight_and_regularizer_enter_the_loss():
     assert len(seen) == 1 and torch.equal(seen[0].sort(0).values, x_u.sort(0).values)
     # without the regulariser and clean weight, the loss is the adversarial one alone
     model = copy.deepcopy(start)
-    hist = train.fit(model, (x, y), epochs=1, batch_size=32, adversary=train.fgsm_adversary(0.05), progress=False)
+    hist = train.fit(model, (x, y), epochs=1, batch_size=32, adversary=adversaries.fgsm(0.05), progress=False)
     with torch.no_grad():
         assert hist.train_loss.iloc[0] == pytest.approx(F.cross_entropy(start(x_adv), y).item(), rel=1e-5)
 
@@ -93,7 +92,7 @@ def test_fit_keeps_the_partial_batch_and_logs_example_weighted_means():
     model = nn.Sequential(nn.Flatten(), nn.Linear(144, 10))
     sizes = []
     hist = train.fit(model, (x, y), epochs=1, batch_size=16, progress=False,
-                     adversary=lambda m, xb, yb, p: sizes.append(len(xb)) or xb)
+                     adversary=lambda m, xb, yb, p, index=None: sizes.append(len(xb)) or xb)
     assert sizes == [16, 16, 8] and list(hist.step) == [3] and hist.epoch.iloc[0] == 1.0
     assert not model.training
 
@@ -118,7 +117,7 @@ def test_bad_fit_arguments(tiny, bad, name):
 
 def test_amp_bf16_runs(tiny):
     x, y = toy_data(32)
-    hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=True, adversary=train.pgd_adversary(0.1, steps=1),
+    hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, amp=True, adversary=adversaries.pgd(0.1, steps=1),
                      progress=False)
     assert math.isfinite(hist.train_loss.iloc[0])
     assert bool(hist.bf16.iloc[0]) is True

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlib import attacks, data, plots, train
+from advlib import adversaries, attacks, data, plots, train
 
 
 def per_example_norm(r):
@@ -134,27 +134,27 @@ def test_bad_inputs(tiny, batch):
 # ----------------------------------------------------------------------------- training pieces
 def test_vat_regularizer_value_and_gradients(tiny, batch):
     x, _ = batch
-    reg = train.vat_regularizer(1.0, weight=2.0)
+    reg = adversaries.vat(1.0, weight=2.0)
     tiny.eval()
     value = reg(tiny, x, 0.0)
     assert value.dim() == 0 and value.item() > 0
     value.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny.parameters())
-    assert train.vat_regularizer(0.0)(tiny, x, 0.0).item() == 0.0  # eps = 0: no perturbation, no penalty
+    assert adversaries.vat(0.0)(tiny, x, 0.0).item() == 0.0  # eps = 0: no perturbation, no penalty
     with pytest.raises(ValueError, match="weight"):
-        train.vat_regularizer(1.0, weight=-1.0)
+        adversaries.vat(1.0, weight=-1.0)
     with pytest.raises(ValueError, match="xi"):
-        train.vat_regularizer(1.0, xi=0.0)
+        adversaries.vat(1.0, xi=0.0)
 
 
 def test_fit_with_vat_on_unlabelled_and_fgm():
     torch.manual_seed(0)
     ds = data.synthetic_2d("moons", n_train=16, n_test=200, dim=20, seed=0, device="cpu")
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 2))
-    vat = train.vat_regularizer(0.3)
+    vat = adversaries.vat(0.3)
     seen = []
 
-    def spy(m, xu, progress):
+    def spy(m, xu, progress, y=None):
         seen.append(xu)
         return vat(m, xu, progress)
 
@@ -166,19 +166,19 @@ def test_fit_with_vat_on_unlabelled_and_fgm():
     rows = {tuple(r.tolist()) for r in ds.x_test}
     assert [len(xu) for xu in seen] == [16] * 12 + [8] + [16] * 7
     assert all(tuple(r.tolist()) in rows for xu in seen for r in xu)
-    x_in = train.fgm_adversary(0.5)(model, ds.x_train, ds.y_train, 0.0)
+    x_in = adversaries.fgm(0.5)(model, ds.x_train, ds.y_train, 0.0)
     assert torch.allclose(per_example_norm(x_in - ds.x_train), torch.full((16,), 0.5), atol=1e-5)
     # FGM training with clean_weight 0.5: the logged first loss is (CE(x) + CE(x + r_adv)) / 2
     start = copy.deepcopy(model)
     hist = train.fit(model, (ds.x_train, ds.y_train), epochs=1, batch_size=16, lr=1e-2, evals=1,
-                     adversary=train.fgm_adversary(0.3), clean_weight=0.5, progress=False)
-    x_adv = train.fgm_adversary(0.3)(start, ds.x_train, ds.y_train, 0.0)
+                     adversary=adversaries.fgm(0.3), clean_weight=0.5, progress=False)
+    x_adv = adversaries.fgm(0.3)(start, ds.x_train, ds.y_train, 0.0)
     with torch.no_grad():
         expected = 0.5 * (F.cross_entropy(start(ds.x_train), ds.y_train) + F.cross_entropy(start(x_adv), ds.y_train))
     assert hist.train_loss.iloc[0] == pytest.approx(expected.item(), rel=1e-5)
     # RPT: KL(p(x) || p(x + r)) for a random r of norm eps (the same draw of the global generator)
     torch.manual_seed(1)
-    rpt = train.rpt_regularizer(0.3, weight=2.0)(model, ds.x_train, 0.0)
+    rpt = adversaries.rpt(0.3, weight=2.0)(model, ds.x_train, 0.0)
     torch.manual_seed(1)
     r = attacks.vat_perturbation(model, ds.x_train, eps=0.3, power_iterations=0)
     with torch.no_grad():
@@ -280,9 +280,9 @@ def test_freeze_batch_norm_stats_keeps_buffers_and_uses_batch_statistics():
 
 
 @pytest.mark.parametrize("make, semi", [
-    (lambda: train.vat_regularizer(0.5, xi=1e-3), True),
-    (lambda: train.vat_regularizer(0.5, xi=1e-6), False),
-    (lambda: train.rpt_regularizer(0.5), True),
+    (lambda: adversaries.vat(0.5, xi=1e-3), True),
+    (lambda: adversaries.vat(0.5, xi=1e-6), False),
+    (lambda: adversaries.rpt(0.5), True),
 ])
 def test_vat_step_updates_batch_norm_on_the_clean_pass_only(make, semi):
     """The reference VAT code: the labelled (clean) pass updates the running statistics; the passes of
@@ -300,7 +300,7 @@ def test_regularizer_called_alone_moves_no_statistics_and_trains():
     model = bn_mlp().train()
     xu = bn_data()[2]
     before = bn_buffers(model)
-    value = train.vat_regularizer(0.5, xi=1e-3)(model, xu, 0.0)
+    value = adversaries.vat(0.5, xi=1e-3)(model, xu, 0.0)
     value.backward()
     assert value.item() > 0 and model.training
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
@@ -311,7 +311,7 @@ def test_two_pass_adversarial_step_updates_batch_norm_on_the_clean_pass_only():
     model = bn_mlp()
     x, y, _ = bn_data()
     expected = after_one_clean_pass(model, x)
-    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, adversary=train.fgm_adversary(0.5),
+    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, adversary=adversaries.fgm(0.5),
               clean_weight=0.5, progress=False)
     assert_same_buffers(bn_buffers(model), expected)
 
@@ -320,9 +320,9 @@ def test_one_pass_adversarial_step_still_updates_batch_norm_on_its_only_pass():
     """Madry-style training (clean_weight=0) has one pass, on x_adv: it must keep the statistics alive."""
     model = bn_mlp()
     x, y, _ = bn_data()
-    x_adv = train.fgm_adversary(0.5)(model, x, y, 0.0)  # deterministic: the same inputs fit will train on
+    x_adv = adversaries.fgm(0.5)(model, x, y, 0.0)  # deterministic: the same inputs fit will train on
     expected = after_one_clean_pass(model, x_adv)
-    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, adversary=train.fgm_adversary(0.5),
+    train.fit(model, (x, y), epochs=1, batch_size=len(x), lr=1e-3, adversary=adversaries.fgm(0.5),
               progress=False)
     assert_same_buffers(bn_buffers(model), expected)
 

@@ -2,7 +2,12 @@
 import pytest
 import torch
 
-from advlib import cache, data, zoo
+from advlib import adversaries, cache, data, zoo
+
+
+def full_eps(eps):
+    """A recipe's eps at the end of training: the number, or a schedule's value there."""
+    return eps(1.0) if callable(eps) else eps
 
 
 @pytest.fixture(autouse=True)
@@ -95,10 +100,10 @@ def test_robust_recipe_changes_with_its_settings(tiny, cache_in_tmp, monkeypatch
 
 def test_l2_recipe_trains_and_validates_against_the_l2_adversary(tiny, monkeypatch):
     seen = []
-    original = zoo.pgd_adversary
+    original = adversaries.pgd
 
     def spy(eps, **kwargs):
-        seen.append(("adversary", eps, kwargs["norm"]))
+        seen.append(("adversary", full_eps(eps), kwargs["norm"]))
         return original(eps, **kwargs)
 
     original_attack = zoo._attack
@@ -107,7 +112,7 @@ def test_l2_recipe_trains_and_validates_against_the_l2_adversary(tiny, monkeypat
         seen.append(("val", kwargs["eps"], kwargs["norm"]))
         return original_attack(name, **kwargs)
 
-    monkeypatch.setattr(zoo._common, "pgd_adversary", spy)  # where the chapter 07/08 recipes train
+    monkeypatch.setattr(adversaries, "pgd", spy)  # what the chapter 07/08 recipes train against
     monkeypatch.setattr(zoo._common, "_attack", spy_attack)
     zoo.robust_mnist_l2(budget="smoke", verbose=False)
     zoo.robust_mnist(budget="smoke", verbose=False)
@@ -224,12 +229,12 @@ def test_fast_cifar_width_builds_a_wider_cnn_under_its_own_cache_key(tiny_fast, 
 def test_apart_stored_recipe_gives_its_adversary_one_start_per_training_image(tiny_fast, monkeypatch):
     made = []
 
-    class Spy(zoo.fast.APARTAdversary):
+    class Spy(adversaries.APART):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(zoo.fast, "APARTAdversary", Spy)
+    monkeypatch.setattr(adversaries, "APART", Spy)
     zoo.fast_mnist("apart_stored", budget="smoke", verbose=False)
     zoo.fast_mnist("apart", budget="smoke", verbose=False)
     zoo.fast_mnist("apart_wd", budget="smoke", verbose=False)
@@ -297,14 +302,15 @@ def test_trades_recipes_train_with_the_kl_regularizer_and_name_their_beta(tiny, 
     """TRADES: robust_mnist's settings plus beta; trained on clean CE + beta KL (no PGD adversary)."""
     monkeypatch.setitem(zoo.RECIPES["trades_mnist"], "smoke", {**zoo.RECIPES["robust_mnist"]["smoke"], "beta": 1.0})
     seen = []
-    original = zoo._common.trades_regularizer
+    original = adversaries.trades
 
     def spy(eps, beta, **kwargs):
-        seen.append((eps, beta, kwargs["steps"], kwargs["alpha"]))
+        step = kwargs["alpha"] if kwargs.get("alpha") is not None else kwargs["alpha_ratio"] * full_eps(eps)
+        seen.append((full_eps(eps), beta, kwargs["steps"], step))
         return original(eps, beta, **kwargs)
 
-    monkeypatch.setattr(zoo._common, "trades_regularizer", spy)
-    monkeypatch.setattr(zoo._common, "pgd_adversary", lambda *a, **k: pytest.fail("TRADES trains without PGD"))
+    monkeypatch.setattr(adversaries, "trades", spy)
+    monkeypatch.setattr(adversaries, "pgd", lambda *a, **k: pytest.fail("TRADES trains without PGD"))
     model = zoo.trades_mnist(budget="smoke", verbose=False)
     other = zoo.trades_mnist(3.0, budget="smoke", verbose=False)
     assert seen == [(0.3, 1.0, 1, 0.15), (0.3, 3.0, 1, 0.15)]

@@ -23,8 +23,6 @@ from .common import append_condition, check_hidden, check_shape, mlp_layers as _
 class Encoder(nn.Module):
     r"""A deterministic encoder :math:`z = f(x)`: an MLP from ``in_shape`` to ``z_dim`` (the AAE's
     :math:`q(z|x)`, a point mass; chapter 02).
-
-    Taught in :ref:`ch-aae`.
     """
 
     outputs_per_dim = 1  # the net's outputs per code dimension
@@ -45,8 +43,6 @@ class GaussianEncoder(Encoder):
     r"""The VAE's encoder :math:`q(z|x) = \mathcal N(\mu(x), \operatorname{diag}\exp(\text{logvar}(x)))`:
     an :class:`Encoder` with two outputs per code dimension; ``forward`` returns ``(mu, logvar)``, each
     ``(N, z_dim)``.
-
-    Taught in :ref:`ch-aae`.
     """
 
     outputs_per_dim = 2  # mu and logvar
@@ -60,8 +56,6 @@ class SemiSupervisedEncoder(nn.Module):
     r"""The semi-supervised AAE's encoder: a shared MLP trunk with a categorical head (logits of
     :math:`q(y|x)`, ``num_classes``) and a style head (:math:`z`, ``z_dim``). ``forward`` returns
     ``(logits, z)``. With ``batch_norm``, batch normalisation before every ReLU of the trunk.
-
-    Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), num_classes: int = 10, z_dim: int = 10,
@@ -87,8 +81,6 @@ class SemiSupervisedEncoder(nn.Module):
 class Decoder(nn.Module):
     r"""A decoder :math:`p(x|z)` (or :math:`p(x|z, y)` with ``cond_dim`` > 0, the one-hot label of
     the supervised AAE): an MLP ending in a sigmoid, output ``(N, *out_shape)`` in [0, 1].
-
-    Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, z_dim: int = 2, out_shape: int | Sequence[int] = (1, 28, 28),
@@ -110,8 +102,6 @@ class ClassifierView(nn.Module):
     """The categorical head of a :class:`SemiSupervisedEncoder` as a plain classifier ``x -> logits``
     (shares the encoder's parameters), so :func:`advlib.train.fit` and :mod:`advlib.evaluate` can use
     it, e.g. for the labels-only baseline of
-
-    Taught in :ref:`ch-aae`.
     """
 
     def __init__(self, encoder: SemiSupervisedEncoder) -> None:

@@ -21,8 +21,6 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
 class SmallCIFAR(nn.Module):
     """VGG-style CNN: [conv-bn-relu x2, pool] x 3 (32-64-128 channels), global pool, linear. ~0.29M params
     at width 32; ``width`` scales every layer.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     def __init__(self, num_classes: int = 10, width: int = 32) -> None:
@@ -44,8 +42,6 @@ class PreActBlock(nn.Module):
     r"""A pre-activation residual block (He et al., 2016): :math:`x + F(x)` with
     :math:`F = \text{conv} \circ \text{ReLU} \circ \text{BN} \circ \text{conv} \circ \text{ReLU} \circ \text{BN}`,
     and a 1x1 convolution on the shortcut when the shape changes. The block of :class:`PreActResNet18`.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     expansion = 1
@@ -70,8 +66,6 @@ class PreActBlock(nn.Module):
 
 class PreActResNet18(nn.Module):
     """PreAct-ResNet18 (11.2M parameters), the usual CIFAR-10 model of fast adversarial training papers.
-
-    Taught in :ref:`ch-pgd-training`.
     """
 
     def __init__(self, num_classes: int = 10) -> None:
@@ -94,15 +88,11 @@ class PreActResNet18(nn.Module):
 
 def small_cifar_cnn(num_classes: int = 10, width: int = 32) -> SmallCIFAR:
     """A fresh :class:`SmallCIFAR`.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return SmallCIFAR(num_classes, width)
 
 
 def preact_resnet18(num_classes: int = 10) -> PreActResNet18:
     """A fresh :class:`PreActResNet18`.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return PreActResNet18(num_classes)

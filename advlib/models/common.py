@@ -9,8 +9,6 @@ from torch import nn
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, as the first layer of a model (so inputs stay in [0, 1]).
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -29,8 +27,6 @@ class Normalize(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -38,8 +34,6 @@ def count_parameters(model: nn.Module) -> int:
 def mlp_layers(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
     """Linear layers between ``sizes``; after each hidden one (not the last): batch norm if asked,
     the activation ``act``, dropout if ``dropout > 0``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
@@ -55,8 +49,6 @@ def mlp_layers(sizes: Sequence[int], act: nn.Module, batch_norm: bool = False, d
 
 def check_shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
     """``shape`` as a tuple of positive ints (an int ``n`` becomes ``(n,)``), or ``ValueError`` naming ``name``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if not shape or any((not isinstance(s, int)) or s < 1 for s in shape):
@@ -66,8 +58,6 @@ def check_shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
 
 def check_hidden(hidden: Sequence[int], name: str = "hidden") -> tuple[int, ...]:
     """The hidden-layer widths ``hidden`` as a tuple of positive ints (may be empty), or ``ValueError``.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     hidden = tuple(hidden)
     if any((not isinstance(h, int)) or h < 1 for h in hidden):
@@ -78,8 +68,6 @@ def check_hidden(hidden: Sequence[int], name: str = "hidden") -> tuple[int, ...]
 def append_condition(h: torch.Tensor, c: torch.Tensor | None, cond_dim: int, who: str) -> torch.Tensor:
     """``[h, c]`` for a conditioned network (``c`` of shape ``(N, cond_dim)``, e.g. a one-hot label);
     ``h`` itself when ``cond_dim`` is 0, which takes no ``c``. ``who`` names the network in errors.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if cond_dim:
         if c is None or c.shape != (h.shape[0], cond_dim):

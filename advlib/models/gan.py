@@ -29,8 +29,6 @@ class MLPGenerator(nn.Module):
     r"""A generator :math:`G(z)`: an MLP from ``z_dim`` noise to ``out_shape`` (chapter 01).
 
     ``out="sigmoid"`` for images in [0, 1], ``"linear"`` for toy data on the real line / plane.
-
-    Taught in :ref:`ch-gan`.
     """
 
     def __init__(self, z_dim: int = 64, out_shape: int | Sequence[int] = (1, 28, 28),
@@ -54,8 +52,6 @@ class MinibatchStd(nn.Module):
     batch, averaged over the features (the "minibatch standard deviation" of Karras et al. 2018, a
     simple form of Salimans et al.'s minibatch discrimination). A generator that puts many samples
     on one mode makes it small, and the discriminator can then reject the whole batch.
-
-    Taught in :ref:`ch-gan`.
     """
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -76,8 +72,6 @@ class MLPDiscriminator(nn.Module):
     concatenated, and each group gets one logit (so ``N`` inputs give ``N / m`` logits; ``N`` must be
     a multiple of m). ``minibatch_std=True`` appends :class:`MinibatchStd` after the first hidden
     layer. Both let :math:`D` see the *diversity* of a batch, which no single-sample discriminator can.
-
-    Taught in :ref:`ch-gan` and :ref:`ch-aae`.
     """
 
     def __init__(self, in_shape: int | Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256),
@@ -117,8 +111,6 @@ class MLPDiscriminator(nn.Module):
 class ConvGenerator(nn.Module):
     """A small DCGAN generator for 1x28x28 images: linear to ``width x 7 x 7``, then two stride-2
     transposed convolutions (batch norm + ReLU between), sigmoid output.
-
-    Taught in :ref:`ch-gan`.
     """
 
     def __init__(self, z_dim: int = 64, width: int = 64) -> None:
@@ -141,8 +133,6 @@ class ConvGenerator(nn.Module):
 class ConvDiscriminator(nn.Module):
     """A small DCGAN discriminator for 1x28x28 images: two stride-2 convolutions with LeakyReLU(0.2),
     then a linear layer to one logit.
-
-    Taught in :ref:`ch-gan`.
     """
 
     def __init__(self, width: int = 32) -> None:
@@ -163,8 +153,6 @@ class ConvDiscriminator(nn.Module):
 def mnist_gan(kind: str = "mlp", z_dim: int = 64) -> tuple[nn.Module, nn.Module]:
     """A fresh ``(G, D)`` pair for MNIST: ``kind="mlp"`` (G 64-256-512-784, D 784-512-256-1) or
     ``"conv"`` (the small DCGAN).
-
-    Taught in :ref:`ch-gan`.
     """
     if kind == "mlp":
         return MLPGenerator(z_dim, (1, 28, 28)), MLPDiscriminator((1, 28, 28))
@@ -175,8 +163,6 @@ def mnist_gan(kind: str = "mlp", z_dim: int = 64) -> tuple[nn.Module, nn.Module]
 
 def toy_gan(dim: int = 2, z_dim: int = 2, hidden: int = 128) -> tuple[MLPGenerator, MLPDiscriminator]:
     """A fresh ``(G, D)`` pair of two-hidden-layer MLPs for ``dim``-dimensional toy data.
-
-    Taught in :ref:`ch-gan`.
     """
     check_int(hidden, "hidden", minimum=1)
     return (MLPGenerator(z_dim, (dim,), (hidden, hidden), out="linear"),

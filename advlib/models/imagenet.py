@@ -28,8 +28,6 @@ class ResizeNormalize(nn.Module):
     from about 0.05 to 1, a ratio of 20), and past a factor of 2 some are never read at all.
     ``antialias=True`` widens the filter with the scale factor, as PIL's resize (and so torchvision's
     ``Resize`` on a PIL image) does, and every photo pixel weighs about the same (ratio 1.5).
-
-    Taught in :ref:`ch-targeted-attacks`.
     """
 
     def __init__(self, size: int, mean, std, antialias: bool = False) -> None:
@@ -47,8 +45,6 @@ class ResizeNormalize(nn.Module):
 
 class WithPreprocessing(nn.Module):
     """``net(preprocess(x))``: a pretrained network behind its own input pipeline.
-
-    Taught in :ref:`ch-targeted-attacks`.
     """
 
     def __init__(self, preprocess: nn.Module, net: nn.Module) -> None:
@@ -97,8 +93,6 @@ def imagenet_classifier(name: str = "efficientnet_lite0", device: torch.device |
 
     Takes (N, 3, H, W) in [0, 1]; resizes to 224 (bilinear, antialiased when ``antialias`` is True:
     see :class:`~advlib.models.imagenet.ResizeNormalize`) and normalises inside; returns 1000 logits.
-
-    Taught in :ref:`ch-targeted-attacks`.
     """
     from ..utils import get_device
 

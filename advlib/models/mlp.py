@@ -26,8 +26,6 @@ def mlp_classifier(hidden: Sequence[int] = (1200, 600, 300, 150), in_features: i
     ReLU; batch_norm before each hidden ReLU. Chapter 06.
 
     Example: ``model = mlp_classifier([100, 100], in_features=100, num_classes=2)``
-
-    Taught in :ref:`ch-vat`.
     """
     hidden = tuple(check_int(h, "hidden (each size)", minimum=1) for h in hidden)
     in_features = check_int(in_features, "in_features", minimum=1)

@@ -14,8 +14,6 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 class MadryMNIST(nn.Module):
     """Madry et al.'s MNIST CNN with the MNIST normalisation as its first layer.
-
-    Taught in :ref:`ch-preliminaries`.
     """
 
     def __init__(self, num_classes: int = 10) -> None:
@@ -34,7 +32,5 @@ class MadryMNIST(nn.Module):
 
 def mnist_cnn(num_classes: int = 10) -> MadryMNIST:
     """A fresh :class:`MadryMNIST`.
-
-    Taught in :ref:`ch-preliminaries`.
     """
     return MadryMNIST(num_classes)

@@ -22,7 +22,7 @@ solve Madry et al.'s saddle-point problem
 
 .. math:: \\min_\\theta \\mathbb{E}_{(x, y)} \\Big[\\max_{\\|\\delta\\|_\\infty \\le \\epsilon} L(h_\\theta(x + \\delta), y)\\Big]
 
-with the inner maximum approximated by a few PGD steps (:func:`advlib.train.pgd_adversary`).
+with the inner maximum approximated by a few PGD steps (:func:`advlib.adversaries.pgd`).
 
 From the command line, ``python -m advlib.zoo train NAME [--budget B]`` trains a recipe and caches it;
 under ``torchrun --nproc_per_node=N -m advlib.zoo train NAME`` the recipes that train with
@@ -44,7 +44,7 @@ from torch import nn
 from .. import budget as _budget
 from .. import arae, cache, data, distributed, fast, large_eps, models, stats, text
 from ..evaluate import Accuracy, accuracy, attack as _attack, correct_mask, robust_mask
-from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary, recompute_batch_norm, vat_regularizer
+from ..train import fit, recompute_batch_norm
 from ..utils import check_int, check_positive, get_device, new_generator, seed_everything
 
 # The recipes live in one module per chapter, each with its settings beside it; the package gathers

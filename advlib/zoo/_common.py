@@ -17,8 +17,8 @@ from torch import nn
 from .. import budget as _budget
 from .. import data, distributed, models, stats
 from ..evaluate import Accuracy, attack as _attack
-from ..objectives import trades_regularizer
-from ..train import fit, pgd_adversary
+from .. import adversaries
+from ..train import fit
 from ..utils import check_int, get_device, seed_everything
 
 # recipe name -> {budget: settings}; each chapter's module adds its recipes
@@ -28,8 +28,6 @@ RECIPES: dict[str, dict[str, dict]] = {}
 def recipe(name: str, budget: str | None = None, seed: int | None = None) -> dict:
     """The settings of recipe ``name`` at ``budget`` (default: the active budget); ``seed``, when
     given, replaces the recipe's own (``None`` keeps it, and with it every existing cache key).
-
-    Taught in :ref:`ch-preliminaries`.
     """
     if name not in RECIPES:
         raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
@@ -47,8 +45,6 @@ def over_seeds(recipe_fn: Callable[..., nn.Module], seeds: Sequence[int], metric
     interval (:func:`advlib.stats.seed_mean`; at least 2 seeds).
 
     Example: ``table, mean = zoo.over_seeds(zoo.fast_mnist, [0, 1, 2], lambda m: accuracy(m, x, y), method="fgsm")``
-
-    Taught in :ref:`ch-fast-training`.
     """
     seeds = [check_int(s, "seeds") for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
@@ -73,10 +69,21 @@ def _split(train_set: data.ImageData, cfg: dict) -> tuple[data.ImageData, data.I
     return (rest if n_train == len(rest) else rest.subset(n_train, seed=cfg["seed"])), val
 
 
+def eps_and_step(cfg: dict) -> dict:
+    """A recipe's ``eps``, ``alpha`` and ``eps_ramp`` settings as the arguments of
+    :mod:`advlib.adversaries`: without a ramp, eps and the absolute step; with one (the settings'
+    ``alpha`` is the step at the full eps), a :func:`~advlib.adversaries.linear_ramp` and the step
+    as a multiple of the eps of the moment, so the step follows the ramp."""
+    eps, alpha, ramp = cfg["eps"], cfg.get("alpha"), cfg.get("eps_ramp", 0.0)
+    if not ramp:
+        return {"eps": eps, "alpha": alpha}
+    return {"eps": adversaries.linear_ramp(eps, ramp), "alpha_ratio": None if alpha is None else alpha / eps}
+
+
 def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool) -> Callable[[nn.Module], object]:
     """A ``train(model)`` for :func:`advlib.cache.load_or_train`: :func:`advlib.train.fit` with the
     recipe's settings, a PGD adversary when ``adversarial`` (or, when the settings hold TRADES's
-    ``beta``, clean training plus :func:`advlib.objectives.trades_regularizer`), and a held-out
+    ``beta``, clean training plus :func:`advlib.adversaries.trades`), and a held-out
     validation set (clean, and under PGD-``val_steps`` at ``eps`` when ``adversarial``) evaluated
     ``evals`` times."""
 
@@ -88,11 +95,9 @@ def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool
         if adversarial:
             norm = cfg.get("norm", "inf")  # the L-inf recipes predate the key: absent, it is "inf"
             if "beta" in cfg:  # TRADES: clean cross-entropy + beta KL(f(x) || f(x')), x' from the KL's PGD
-                regularizer = trades_regularizer(cfg["eps"], cfg["beta"], steps=cfg["steps"], alpha=cfg["alpha"],
-                                                 norm=norm, eps_ramp=cfg["eps_ramp"])
+                regularizer = adversaries.trades(**eps_and_step(cfg), beta=cfg["beta"], steps=cfg["steps"], norm=norm)
             else:
-                adversary = pgd_adversary(cfg["eps"], alpha=cfg["alpha"], steps=cfg["steps"], norm=norm,
-                                          eps_ramp=cfg["eps_ramp"])
+                adversary = adversaries.pgd(**eps_and_step(cfg), steps=cfg["steps"], norm=norm)
             val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"], norm=norm)
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],

@@ -10,12 +10,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import cache, data, fast
-from ..objectives import nfgsm_adversary
+from .. import adversaries, cache, data, fast
 from ..evaluate import accuracy, attack as _attack, correct_mask, robust_mask
-from ..train import fgsm_adversary, fgsm_rs_adversary, fit, pgd_adversary
+from ..train import fit
 from ..utils import get_device, new_generator, seed_everything
-from ._common import RECIPES, _cifar_model, _mnist_cnn, _one_process_only, _split, _unpack_meta, _untimed, recipe
+from ._common import RECIPES, eps_and_step, _cifar_model, _mnist_cnn, _one_process_only, _split, _unpack_meta, _untimed, recipe
 
 RECIPES.update({
     # Chapter 09: the Madry CNN trained on MNIST at eps = 0.3 with a single-step (or a cheap) adversary;
@@ -102,14 +101,14 @@ def _fast_adversary(cfg: dict, n_examples: int):
     """The adversary of a chapter-09 recipe's ``cfg`` for a training set of ``n_examples`` images."""
     eps, kind = cfg["eps"], cfg["adversary"]
     if kind == "fgsm":
-        return fgsm_adversary(cfg["alpha"] * eps)
+        return adversaries.fgsm(cfg["alpha"] * eps)
     if kind == "fgsm_rs":
-        return fgsm_rs_adversary(eps, alpha=cfg["alpha"] * eps, clip_start=cfg.get("clip_start", True))
+        return adversaries.fgsm_rs(eps, alpha=cfg["alpha"] * eps, clip_start=cfg.get("clip_start", True))
     if kind == "pgd":
-        return pgd_adversary(eps, alpha=cfg["alpha"] * eps, steps=cfg["steps"])
+        return adversaries.pgd(eps, alpha=cfg["alpha"] * eps, steps=cfg["steps"])
     if kind == "nfgsm":
-        return nfgsm_adversary(eps, k=cfg["noise"], alpha=cfg["alpha"] * eps)
-    return fast.APARTAdversary(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"],
+        return adversaries.nfgsm(eps, k=cfg["noise"], alpha=cfg["alpha"] * eps)
+    return adversaries.APART(eps, alpha=cfg["alpha"] * eps, sigma=cfg["sigma"] * eps, lr=cfg["apart_lr"],
                                weight_decay=cfg.get("apart_wd", 0.0),
                                n_examples=n_examples if cfg.get("stored_starts") else None)
 
@@ -122,13 +121,13 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
     one of ``FAST_METHODS``: ``"fgsm"`` (no random start, step eps), ``"fgsm_rs"`` (Wong et al.'s FGSM
     from a random start, step 1.25 eps), ``"fgsm_rs_unclipped"`` (the same, with the gradient taken at
     the unclipped random start, as in their code: ``clip_start=False`` of
-    :func:`advlib.train.fgsm_rs_adversary`), ``"fgsm_rs_es"`` (the same run with their early stopping:
+    :func:`advlib.adversaries.fgsm_rs`), ``"fgsm_rs_es"`` (the same run with their early stopping:
     the returned weights are those of the evaluation where PGD-``es_steps`` accuracy on a fixed
     training batch of 500 images was highest), ``"gradalign"`` (FGSM plus the GradAlign penalty),
-    ``"apart"`` (:class:`advlib.fast.APARTAdversary`), ``"apart_stored"`` (the same with a start stored
+    ``"apart"`` (:class:`advlib.adversaries.APART`), ``"apart_stored"`` (the same with a start stored
     per training example, its ``n_examples``), ``"apart_wd"`` (that, with a weight decay on the
     adversary's two parameters), ``"nfgsm"`` (de Jorge et al.'s N-FGSM: noise of twice eps and an FGSM
-    step of eps, not projected back onto the ball; :func:`advlib.objectives.nfgsm_adversary`), and the
+    step of eps, not projected back onto the ball; :func:`advlib.adversaries.nfgsm`), and the
     multi-step peers ``"pgd3"`` and ``"pgd7"``.
     ``alpha`` (a multiple of eps), ``lr``, ``epochs``, ``n_train``, ``seed`` and, for ``"gradalign"``,
     the penalty's weight ``gradalign`` (default 1) override the recipe (and enter the cache key), for
@@ -141,8 +140,6 @@ def fast_mnist(method: str = "fgsm_rs", *, alpha: float | None = None, lr: float
     direction), ``time_s`` (training time, evaluations excluded), and per method ``es_pgd_acc`` or
     APART's ``alpha`` and ``sigma``. ``model.meta["early_stopping"]`` is the row the early-stopped
     weights come from.
-
-    Taught in :ref:`ch-fast-training`.
     """
     return _fast_recipe("fast_mnist", method, _mnist_cnn, lambda: data.mnist(train=True, root=root), budget,
                         retrain, verbose, alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, seed=seed,
@@ -161,8 +158,6 @@ def fast_cifar(method: str = "fgsm", *, eps: float | None = None, alpha: float |
     CNN's first-layer channels, 32 if not given; cost grows as its square) and ``seed`` override the
     recipe and enter the cache key. It asks whether catastrophic overfitting shows on CIFAR-10 at
     the scale a CPU allows (chapter 09 compares width 32 with width 64).
-
-    Taught in :ref:`ch-fast-training`.
     """
     return _fast_recipe("fast_cifar", method, _cifar_model, lambda: data.cifar10(train=True, root=root), budget,
                         retrain, verbose, eps=eps, alpha=alpha, lr=lr, epochs=epochs, n_train=n_train, width=width,
@@ -210,7 +205,7 @@ def _fast_train(name: str, cfg: dict, load: Callable[[], data.ImageData]) -> Cal
         xv, yv = val_set.tensors(device=device)
         xs, ys = xv[:cfg["n_snapshots"]], yv[:cfg["n_snapshots"]]
         adversary = _fast_adversary(cfg, len(train_set))
-        regularizer = fast.gradalign_regularizer(cfg["eps"], cfg["gradalign"]) if "gradalign" in cfg else None
+        regularizer = adversaries.gradalign(cfg["eps"], cfg["gradalign"]) if "gradalign" in cfg else None
         stopper = None
         if cfg.get("early_stopping"):
             xt, yt = train_set.subset(min(500, len(train_set)), seed=cfg["seed"] + 1).tensors(device=device)
@@ -220,7 +215,7 @@ def _fast_train(name: str, cfg: dict, load: Callable[[], data.ImageData]) -> Cal
             row["val_acc"] = float(accuracy(net, xv, yv))
             row.update(fast.fgsm_diagnostics(net, xv, yv, cfg["eps"], pgd_steps=cfg["diag_steps"], seed=cfg["seed"]))
             row["fgsm_sign"] = fast.input_gradient_sign(net, xs, ys).tolist()
-            if isinstance(adversary, fast.APARTAdversary):
+            if isinstance(adversary, adversaries.APART):
                 row["alpha"], row["sigma"] = adversary.alpha.item(), adversary.sigma.item()
             if stopper is not None:  # last, so that the row it keeps is complete
                 stopper(net, row)
@@ -249,8 +244,6 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
     full eps: ``val_pgd_acc`` on ``n_val`` held-out training images (the set early stopping reads),
     ``train_pgd_acc`` on ``n_curve`` images of the training subset, and ``test_acc``, ``test_pgd_acc``
     and ``test_pgd_correct`` (a count, for intervals) on ``n_test`` seeded test images.
-
-    Taught in :ref:`ch-fast-training`.
     """
     cfg = recipe("robust_overfitting_mnist", budget, seed)
     train = _robust_overfitting_train("robust_overfitting_mnist", cfg, lambda train: data.mnist(train=train, root=root))
@@ -264,8 +257,6 @@ def robust_overfitting_cifar(budget: str | None = None, retrain: bool = False, r
     :math:`\epsilon = 8/255` on a small subset of CIFAR-10 for many epochs with Rice et al.'s
     piecewise learning-rate decay, and the same curves in ``model.meta["history"]``. The returned
     weights are the last ones.
-
-    Taught in :ref:`ch-fast-training`.
     """
     cfg = recipe("robust_overfitting_cifar", budget, seed)
     train = _robust_overfitting_train("robust_overfitting_cifar", cfg,
@@ -302,7 +293,7 @@ def _robust_overfitting_train(name: str, cfg: dict,
             correct = int(robust(net, xt, yt).sum())
             row["test_pgd_correct"], row["test_pgd_acc"] = correct, correct / len(yt)
 
-        adversary = pgd_adversary(cfg["eps"], steps=cfg["steps"], eps_ramp=cfg["eps_ramp"])
+        adversary = adversaries.pgd(**eps_and_step(cfg), steps=cfg["steps"])
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    schedule="piecewise", warmup=0.0, adversary=adversary, evals=cfg["evals"], amp=cfg["amp"],
                    seed=cfg["seed"], callback=_untimed(callback))

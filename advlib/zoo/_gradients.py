@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .. import cache, data
-from ..train import fit, pgd_adversary
+from .. import adversaries, cache, data
+from ..train import fit
 from ..utils import check_int, check_nonnegative, seed_everything
 from . import _pgd  # noqa: F401  robust_cifar's settings, which robust_cifar_l2's are built from
 from ._common import RECIPES, _cifar_model, _mnist_cnn, _train_with, recipe
@@ -61,8 +61,6 @@ def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None,
     budget: 3 steps of eps/2, eps ramped over the first 20%, Adam 1e-3 with warm-up and linear decay,
     3 epochs, bf16 autocast where native. ``model.meta["history"]`` holds held-out clean and L2 PGD-10
     accuracy and the wall time.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     cfg = recipe("robust_mnist_l2", budget, seed)
 
@@ -79,8 +77,6 @@ def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None,
     eps ramped over the first 10%, Adam 1e-3 with warm-up and linear decay, bf16 autocast where
     native, 4 epochs: :func:`robust_cifar`'s schedule with the L-inf ball replaced by the L2 ball.
     ``model.meta["history"]`` holds held-out clean and L2 PGD-10 accuracy and the wall time.
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     cfg = recipe("robust_cifar_l2", budget, seed)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
@@ -95,8 +91,6 @@ def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retr
     steps of eps/2 from a random start, as :func:`robust_mnist_l2`). For Tsipras et al.'s Figure 1:
     with few training images adversarial training can help clean accuracy, with many it costs some.
     ``model.meta["history"]`` has one row, at the end (training loss and accuracy, wall time).
-
-    Taught in :ref:`ch-robust-gradients`.
     """
     n_train = check_int(n_train, "n_train", minimum=1)
     eps = float(check_nonnegative(eps, "eps"))
@@ -111,7 +105,7 @@ def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retr
         train_set = train_set.subset(n_train, seed=cfg["seed"])
         adversary = None
         if eps > 0:
-            adversary = pgd_adversary(eps, alpha=eps / 2, steps=cfg["pgd_steps"], norm="2")
+            adversary = adversaries.pgd(eps, alpha=eps / 2, steps=cfg["pgd_steps"], norm="2")
         batch_size = min(cfg["batch_size"], n_train)
         per_epoch = -(-n_train // batch_size)  # batches per pass, the last one partial
         return fit(model, train_set, epochs=cfg["steps"] / per_epoch, batch_size=batch_size, lr=cfg["lr"],

@@ -8,7 +8,7 @@ from typing import Callable
 
 from torch import nn
 
-from .. import cache, data, large_eps
+from .. import adversaries, cache, data
 from ..evaluate import attack as _attack
 from ..train import fit
 from ..utils import get_device, seed_everything
@@ -17,7 +17,7 @@ from ._pgd import robust_cifar, robust_mnist
 
 # Chapter 10: the Madry CNN trained at the large eps 0.4 (L-inf) three ways. Each budget's settings
 # per recipe; the PGD steps are ``step_ratio * eps / steps`` at the eps of the moment
-# (advlib.large_eps.scheduled_pgd_adversary), and the held-out set is evaluated with PGD-``val_steps``
+# (advlib.adversaries.pgd with alpha_ratio = step_ratio / steps), and the held-out set is evaluated with PGD-``val_steps``
 # at the final eps. The paper (Shaeiri et al.) trains with Adam 1e-3 at batch 128: 30 epochs at 0.3
 # (PGD-40, step 0.01) then 5 at 0.4 (PGD-200, step 0.005); IAT 40 epochs from scratch, eps 0.01 per
 # epoch up to 0.4, PGD steps 2.5 eps / 0.01 of 0.01.
@@ -64,8 +64,8 @@ EXTENDED_CIFAR_EPS = (16 / 255, 32 / 255)
 def _large_eps_train(cfg: dict, load: Callable[[], data.ImageData], init: nn.Module | None,
                      optimizer: str = "adam") -> Callable[[nn.Module], object]:
     """A ``train(model)`` for the chapter-10 recipes: copy ``init``'s weights when given, then
-    :func:`advlib.train.fit` against :func:`advlib.large_eps.scheduled_pgd_adversary` (``stages`` > 1:
-    IAT's :func:`advlib.large_eps.staircase_eps`; else constant at ``eps``), with held-out clean and
+    :func:`advlib.train.fit` against :func:`advlib.adversaries.pgd` with eps a schedule (``stages`` > 1:
+    IAT's :func:`advlib.adversaries.staircase`; else constant at ``eps``), with held-out clean and
     PGD-``val_steps`` accuracy at ``eps``."""
 
     def train(model: nn.Module):
@@ -74,8 +74,8 @@ def _large_eps_train(cfg: dict, load: Callable[[], data.ImageData], init: nn.Mod
             model.load_state_dict(init.state_dict())
         train_set, val_set = _split(load(), cfg)
         val = val_set.tensors(device=get_device())
-        eps_at = large_eps.staircase_eps(cfg["eps"], cfg["stages"]) if cfg.get("stages", 1) > 1 else cfg["eps"]
-        adversary = large_eps.scheduled_pgd_adversary(eps_at, steps=cfg["steps"], step_ratio=cfg["step_ratio"])
+        eps_at = adversaries.staircase(cfg["eps"], cfg["stages"]) if cfg.get("stages", 1) > 1 else cfg["eps"]
+        adversary = adversaries.pgd(eps_at, steps=cfg["steps"], alpha_ratio=cfg["step_ratio"] / cfg["steps"])
         val_attack = _attack("pgd", eps=cfg["eps"], steps=cfg["val_steps"])
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    optimizer=optimizer, warmup=cfg["warmup"], adversary=adversary, val=val, val_attack=val_attack,
@@ -88,8 +88,6 @@ def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=Non
     r"""The Madry MNIST CNN trained from scratch with PGD adversarial training at
     :math:`\epsilon = 0.4` (L-inf), no ramp and no curriculum: the failure chapter 10 starts from.
     ``model.meta["history"]`` holds the training loss and held-out clean and PGD accuracy.
-
-    Taught in :ref:`ch-large-perturbations`.
     """
     cfg = recipe("plain_large_mnist", budget, seed)
     train = _large_eps_train(cfg, lambda: data.mnist(train=True, root=root), init=None)
@@ -103,8 +101,6 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
     step 0.1 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
     PGD-200, step 0.005). The starting model's recipe is part of the cache key, and its training
     time is in ``model.meta["init_time_s"]``.
-
-    Taught in :ref:`ch-large-perturbations`.
     """
     cfg = recipe("extended_mnist", budget, seed)
     base = robust_mnist(cfg["budget"], root=root, verbose=verbose, seed=seed)
@@ -119,10 +115,8 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
 def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
     r"""IAT, the paper's growing-:math:`\epsilon` curriculum, from scratch: PGD adversarial training
     with :math:`\epsilon` in ``stages`` equal stages :math:`0.4 (k + 1) / K`
-    (:func:`advlib.large_eps.staircase_eps`). At the ``book`` budget: 1.5 epochs in 8 stages
+    (:func:`advlib.adversaries.staircase`). At the ``book`` budget: 1.5 epochs in 8 stages
     (0.05, 0.10, ..., 0.40), PGD-3 of step eps/2 (the paper: 40 epochs, 0.01 more each epoch).
-
-    Taught in :ref:`ch-large-perturbations`.
     """
     cfg = recipe("iat_mnist", budget, seed)
     train = _large_eps_train(cfg, lambda: data.mnist(train=True, root=root), init=None)
@@ -136,8 +130,6 @@ def extended_cifar(eps: float = 16 / 255, budget: str | None = None, retrain: bo
     ``book`` budget: 2 epochs, PGD-3 of step 2.5 eps / 3 from a random start, Adam 5e-4 with warm-up
     and linear decay (the paper: 5 epochs of PGD with steps of 2/255 over 2.5 eps, SGD 1e-3 with
     momentum, from Madry et al.'s ResNet-50). The starting model's recipe is part of the cache key.
-
-    Taught in :ref:`ch-large-perturbations`.
     """
     if not any(abs(float(eps) - e) < 1e-9 for e in EXTENDED_CIFAR_EPS):
         raise ValueError(f"eps must be one of 16/255, 32/255 (EXTENDED_CIFAR_EPS), got {eps!r}")

@@ -54,8 +54,7 @@ ARAE_VARIANTS: dict[str, dict[str, float]] = {
 def sentiment_corpus(budget: str | None = None, root=None) -> text.SentimentCorpus:
     """The sentiment corpus with the settings of the ``arae_sentiment`` recipe at ``budget``
     (the same sentences, split and vocabulary the chapter-03 models were trained on).
-
-    Taught in :ref:`ch-arae`."""
+    """
     cfg = recipe("arae_sentiment", budget)  # CORPUS_SETTINGS of it
     return text.sentiment_corpus(max_len=cfg["max_len"], vocab_size=cfg["vocab_size"], min_count=cfg["min_count"],
                                  n_test=cfg["n_test"], seed=cfg["seed"], root=root)
@@ -70,8 +69,6 @@ def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bo
     reference code's weights) and ``"arae_x10"`` (ten times the critic's weight). The critic and the
     generator are trained in every variant, so every model has a learned prior to sample from.
     ``model.meta["history"]`` holds the losses, the held-out token accuracy and the wall time.
-
-    Taught in :ref:`ch-arae`.
     """
     if variant not in ARAE_VARIANTS:
         raise ValueError(f"variant must be one of {sorted(ARAE_VARIANTS)}, got {variant!r}")
@@ -102,8 +99,7 @@ def sentiment_language_model(budget: str | None = None, retrain: bool = False, r
                              verbose: bool = True, *, seed: int | None = None) -> arae.LanguageModel:
     """An LSTM language model of the training sentences of :func:`sentiment_corpus`, to score the
     fluency of generated and transferred sentences by perplexity.
-
-    Taught in :ref:`ch-arae`."""
+    """
     cfg = recipe("sentiment_language_model", budget)
     corpus_cfg = recipe("arae_sentiment", cfg["budget"])
     cfg.update({k: corpus_cfg[k] for k in CORPUS_SETTINGS})

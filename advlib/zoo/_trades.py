@@ -1,7 +1,7 @@
 """TRADES recipes (Zhang et al., 2019), beside chapter 07's PGD training: ``trades_mnist(beta)`` and
 ``trades_cifar(beta)``, the networks and budgets of ``robust_mnist`` and ``robust_cifar`` trained on the
 clean cross-entropy plus ``beta`` times the KL between the clean and the perturbed prediction
-(:func:`advlib.objectives.trades_regularizer`); ``beta`` is the trade-off knob of the accuracy-robustness
+(:func:`advlib.adversaries.trades`); ``beta`` is the trade-off knob of the accuracy-robustness
 frontier.
 """
 from __future__ import annotations
@@ -56,8 +56,6 @@ def trades_mnist(beta: float | None = None, budget: str | None = None, retrain: 
     follows the reference's inner maximisation and optimiser, with the differences listed in
     ``zoo.RECIPES["trades_mnist"]``'s comment. ``model.meta["history"]`` holds held-out clean and PGD
     accuracy.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return _trades("trades_mnist", _mnist_cnn, lambda: data.mnist(train=True, root=root), beta, budget, retrain,
                    verbose, seed)
@@ -70,8 +68,6 @@ def trades_cifar(beta: float | None = None, budget: str | None = None, retrain: 
     paper's CIFAR-10 value). TRADES-style at ``smoke`` and ``book``: :func:`robust_cifar`'s budget and
     inner steps (2 of 6/255, not the paper's 10 of 0.007); ``paper``: the reference's inner
     maximisation, beta and SGD, with the differences listed in ``zoo.RECIPES["trades_cifar"]``'s comment.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     return _trades("trades_cifar", _cifar_model, lambda: data.cifar10(train=True, root=root), beta, budget,
                    retrain, verbose, seed)

@@ -8,9 +8,9 @@ import time
 import torch
 from torch import nn
 
-from .. import cache, data, models
+from .. import adversaries, cache, data, models
 from ..evaluate import accuracy
-from ..train import fit, recompute_batch_norm, vat_regularizer
+from ..train import fit, recompute_batch_norm
 from ..utils import check_int, check_positive, get_device, seed_everything
 from ._common import RECIPES, _one_process_only, _unpack_meta, recipe
 
@@ -60,7 +60,7 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
     over a labelled batch :math:`B_l` and a batch :math:`B_u` of unlabelled training images (the
     labelled batch itself in the supervised setting), with :math:`r_{\mathrm{vadv}}` of L2 norm
     ``eps`` from ``power_iterations`` power iterations with the finite-difference step ``xi``
-    (:func:`advlib.train.vat_regularizer`; default the paper's ``VAT_XI_PAPER`` = 1e-6, which in
+    (:func:`advlib.adversaries.vat`; default the paper's ``VAT_XI_PAPER`` = 1e-6, which in
     float32 gives a partly random direction: chapter 06 compares it with 1e-3). The labelled set is
     ``n_labels / 10`` images per class (seeded); semi-supervised runs take ``steps`` steps,
     supervised ones ``sup_epochs`` epochs (``zoo.RECIPES["vat_mnist"]``). Batch norm as in the
@@ -70,8 +70,6 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
     ``model.meta["history"]`` holds the training curve (loss, accuracy on a seeded subset of
     ``n_monitor`` test images, wall time ``time_s``); ``model.meta["bn_recomputed"]`` the monitor
     accuracy before and after the statistics were recomputed, and its time.
-
-    Taught in :ref:`ch-vat`.
     """
     if method not in VAT_METHODS:
         raise ValueError(f"method must be one of {VAT_METHODS}, got {method!r}")
@@ -119,7 +117,7 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
             epochs = cfg["steps"] / -(-n_labels // batch_size)  # batches per pass, the last one partial
         reg = None
         if method == "vat":
-            reg = vat_regularizer(cfg["eps"], xi=cfg["xi"], power_iterations=cfg["power_iterations"],
+            reg = adversaries.vat(cfg["eps"], xi=cfg["xi"], power_iterations=cfg["power_iterations"],
                                   weight=cfg["weight"])
         history = fit(model, labelled, epochs=epochs, batch_size=batch_size, lr=cfg["lr"], warmup=cfg["warmup"],
                       regularizer=reg, unlabelled=unlabelled, unlabelled_batch_size=cfg.get("unl_batch"),

@@ -10,7 +10,10 @@
   dotted ``advlib.`` names their text shows as code.
 - Each chapter gets, after its introduction, a note linking the API entries its code uses.
 - Each docstring's "chapter 04" becomes a link to that chapter, and each entry ends with the chapters
-  that use it.
+  that use it, computed (:func:`reach`): the chapters whose code uses it directly, else the chapters
+  that reach it through the library (the documented functions whose code calls it, following
+  undocumented helpers), else the reason it is in no chapter (``NOT_IN_A_CHAPTER``). No docstring
+  names its chapter by hand, so none can name the wrong one.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import json
 import pkgutil
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 from docutils import nodes
@@ -89,9 +93,114 @@ def resolve(dotted: str) -> str | None:
         if not hasattr(obj, part):
             break
         obj = getattr(obj, part)
+        obj = getattr(obj, "alias_of", obj)  # an old name (advlib._aliases) counts as its new one
         if id(obj) in documented_objects():
             return documented_objects()[id(obj)]
     return None
+
+
+# ------------------------------------------------------------------ names no chapter reaches, and why
+NOT_IN_A_CHAPTER = {
+    # the evidence layer (issue: one headline evaluation, paired tests, seeds, the lesson ledger); the
+    # chapter passes adopt it as they re-execute each chapter
+    **{f"advlib.{name}": "the evidence layer, which the chapters adopt as they are re-executed" for name in (
+        "worst_case.Headline", "worst_case.headline", "worst_case.cached_robustness", "worst_case.describe_attack",
+        "worst_case.evaluation_flags", "worst_case.evaluation_path", "stats.ClusteredInterval", "stats.PairedComparison",
+        "stats.SeedMean", "stats.clustered_interval", "stats.paired_comparison", "stats.seed_mean",
+        "lessons.Ledger", "data.eval_subset", "data.load", "zoo.over_seeds",
+        "zoo.trades_mnist", "zoo.trades_cifar", "budget.chapter_table")},
+    "advlib.results.load_results": "read by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
+    "advlib.results.verdict": "computed by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
+    "advlib.distributed.close": "ends a data-parallel run under torchrun (benchmarks/distributed.py)",
+    "advlib.models.gan.mnist_gan": "the GAN of the Colab-scale run, which chapter 01 replaces at the book budget",
+}
+
+
+def _library_refs(obj, documented: dict[int, str], seen: set[int]) -> set[str]:
+    """The documented names ``obj``'s source refers to, following the undocumented advlib functions
+    and classes it calls (a recipe's private helpers) into their source."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (TypeError, OSError, SyntaxError):
+        return set()
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if module is None:
+        return set()
+    found, namespace = set(), dict(vars(module))
+    for node in ast.walk(tree):  # imports inside a function body
+        if isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__ or "")
+            for a in node.names:
+                try:
+                    namespace[a.asname or a.name] = getattr(importlib.import_module(base), a.name)
+                except (ImportError, AttributeError):
+                    pass
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            chain = [node.id]
+        elif isinstance(node, ast.Attribute):
+            parts, inner = [], node
+            while isinstance(inner, ast.Attribute):
+                parts.append(inner.attr)
+                inner = inner.value
+            if not isinstance(inner, ast.Name):
+                continue
+            chain = [inner.id, *reversed(parts)]
+        else:
+            continue
+        if chain[0] not in namespace:
+            continue
+        target, targets = namespace[chain[0]], [namespace[chain[0]]]
+        for part in chain[1:]:
+            if not hasattr(target, part):
+                break
+            target = getattr(target, part)
+            targets.append(target)
+        for t in targets:
+            t = getattr(t, "alias_of", t)
+            if t is obj or id(t) in seen:
+                continue
+            if id(t) in documented:
+                found.add(documented[id(t)])
+            elif ((inspect.isfunction(t) or inspect.isclass(t))
+                  and (getattr(t, "__module__", None) or "").split(".")[0] == PACKAGE):
+                seen.add(id(t))
+                found |= _library_refs(t, documented, seen)
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def library_refs() -> dict[str, frozenset[str]]:
+    """documented name -> the documented names its code uses (see :func:`_library_refs`)."""
+    documented = documented_objects()
+    objects = {name: getattr(importlib.import_module(name.rpartition(".")[0]), name.rpartition(".")[2])
+               for name in documented.values()}
+    return {name: frozenset(_library_refs(obj, documented, {id(obj)})) for name, obj in objects.items()}
+
+
+def reach(uses: dict[str, set[str]]) -> dict[str, tuple[list[str], list[str]]]:
+    """documented name -> (the docnames of the chapters that use it directly, or else reach it
+    through the library; the documented names it is reached through, empty when used directly),
+    from ``uses``, docname -> the names that chapter's code uses."""
+    refs = library_refs()
+    chapters_of = {name: {doc for doc, names in uses.items() if name in names} for name in refs}
+    reached = {name: set(docs) for name, docs in chapters_of.items()}
+    changed = True
+    while changed:  # a name's chapters include those of every documented function that uses it
+        changed = False
+        for caller, callees in refs.items():
+            for callee in callees:
+                if callee in reached and not reached[caller] <= reached[callee]:
+                    reached[callee] |= reached[caller]
+                    changed = True
+    out = {}
+    for name in refs:
+        if chapters_of[name]:
+            out[name] = (sorted(chapters_of[name]), [])
+        else:
+            via = sorted(caller for caller, callees in refs.items() if name in callees and reached[caller])
+            out[name] = (sorted(reached[name]), via)
+    return out
 
 
 # ----------------------------------------------------------------------------- what chapters use
@@ -271,11 +380,21 @@ def link_chapters(app, what, name, obj, options, lines):
     lines[:] = [CHAPTER_MENTION.sub(link, line) for line in lines]
     documented = documented_objects().get(id(obj))
     if documented == name:
-        users = [doc for doc, names in usage(app).items() if name in names]
-        if users:
-            word = "chapter" if len(users) == 1 else "chapters"
-            links = ", ".join(f":doc:`{doc.split('/')[-1][:2]} </{doc}>`" for doc in users)
-            lines += ["", f"*Used in {word}* {links}.", ""]
+        lines += ["", chapter_footer(name, reach(usage(app))), ""]
+
+
+def chapter_footer(name: str, reached: dict[str, tuple[list[str], list[str]]]) -> str:
+    """The last line of ``name``'s entry: the chapters that use it, or reach it through the library,
+    or why no chapter does."""
+    docs, via = reached[name]
+    if not docs:
+        return f"*In no chapter:* {NOT_IN_A_CHAPTER.get(name, 'not used by any chapter')}."
+    word = "chapter" if len(docs) == 1 else "chapters"
+    links = ", ".join(f":doc:`{doc.split('/')[-1][:2]} </{doc}>`" for doc in docs)
+    if not via:
+        return f"*Used in {word}* {links}."
+    callers = ", ".join(f":py:obj:`{short(v)} <{v}>`" for v in via[:4]) + (", ..." if len(via) > 4 else "")
+    return f"*Used in {word}* {links} *through* {callers}."
 
 
 def import_from_source(app, config):

@@ -1,30 +1,91 @@
-r"""Two more training objectives for :func:`advlib.train.fit`: TRADES, a regulariser, and N-FGSM, an adversary.
-
-- TRADES (Zhang et al., 2019) trades clean accuracy for robustness explicitly: the clean
-  cross-entropy plus :math:`\beta` times the KL divergence between the prediction at :math:`x` and
-  at the point :math:`x'` of the eps-ball where that divergence is largest
-  (:func:`trades_regularizer`, with its inner maximisation :func:`trades_perturbation`);
-- N-FGSM (de Jorge et al., 2022) is single-step adversarial training without catastrophic
-  overfitting: a large uniform noise, one FGSM step from the noisy point, and no projection back
-  onto the eps-ball (:func:`nfgsm_adversary`).
-
-Both follow the conventions of :mod:`advlib.train`: ``eps_ramp`` grows eps (and the step size with
-it) linearly from 0 over that fraction of training, and step sizes are given in absolute units.
-
-Taught in :ref:`ch-pgd-training` and :ref:`ch-fast-training`.
-"""
+"""The regularisers: VAT, random perturbation training, GradAlign and TRADES."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
-from . import attacks
-from .train import Adversary, Regularizer, ramp
-from .utils import (check_images, check_int, check_model_input, check_nonnegative, check_positive, draw, eval_mode,
-                    freeze_batch_norm_stats)
+from .. import attacks
+from ..utils import (check_images, check_int, check_model_input, check_nonnegative, check_positive, draw, eval_mode,
+                     freeze_batch_norm_stats)
+from ._protocol import Regularizer, Schedule, as_schedule, step_size
 
 
-# ------------------------------------------------------------------------------------------ TRADES
+def vat(eps: float | Schedule, *, xi: float = 1e-6, power_iterations: int = 1, weight: float = 1.0) -> Regularizer:
+    r"""Virtual adversarial training (Miyato et al., 2016) as a regulariser:
+
+    .. math:: R(\theta; x_u) = \lambda\,\frac{1}{|x_u|}\sum_i
+              \mathrm{KL}\big(\hat p(\cdot \mid x_i) \,\|\, p_\theta(\cdot \mid x_i + r_{\mathrm{vadv},i})\big)
+
+    i.e. ``weight`` times the mean negative LDS, where ``r_vadv`` comes from
+    :func:`advlib.attacks.vat_perturbation` (``eps``, ``xi``, ``power_iterations``) and ``p_hat`` is the
+    current prediction held constant (no gradient through it). No labels are used, so ``x_u`` may be
+    unlabelled (``fit(..., regularizer=vat(2.0), unlabelled=x_u)``) or the labelled batch
+    (supervised VAT, when ``unlabelled`` is None). Both predictions use the model's current mode (in
+    ``fit``: train mode, so batch norm normalises with the statistics of ``x_u`` and of
+    ``x_u + r_vadv``) and never update batch-norm running statistics
+    (:func:`advlib.utils.freeze_batch_norm_stats`, the reference code's
+    ``update_batch_stats=False``); the perturbation itself is found in eval mode, where nothing
+    is updated either. ``power_iterations=0`` gives random perturbation training (:func:`rpt`): a
+    random direction of norm ``eps`` instead.
+    """
+    eps_at = as_schedule(eps)
+    check_positive(xi, "xi")
+    check_int(power_iterations, "power_iterations", minimum=0)
+    weight = check_nonnegative(weight, "weight")
+
+    def regularizer(model: nn.Module, x_u: torch.Tensor, progress: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        r = attacks.vat_perturbation(model, x_u, eps=eps_at(progress), xi=xi, power_iterations=power_iterations)
+        with freeze_batch_norm_stats(model):
+            with torch.no_grad():
+                logits_p = model(x_u)
+            logits_q = model(x_u + r.to(x_u.dtype))
+        return weight * attacks.kl_divergence(logits_p, logits_q).mean()
+
+    return regularizer
+
+
+def rpt(eps: float | Schedule, *, weight: float = 1.0) -> Regularizer:
+    """Random perturbation training: :func:`vat` with a random direction of L2 norm ``eps`` in place
+    of the virtual adversarial one (``power_iterations=0``).
+    """
+    return vat(eps, power_iterations=0, weight=weight)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-example cosine between two batches of tensors (0 where either is 0)."""
+    return F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1, eps=1e-12)
+
+
+def gradalign(eps: float, weight: float) -> Regularizer:
+    r"""GradAlign (Andriushchenko and Flammarion, 2020) as a labelled regulariser:
+
+    .. math:: R(\theta; x, y) = \lambda \Big(1 - \frac{1}{|x|}\sum_i
+              \cos\big(\nabla_x L(h_\theta(x_i), y_i),\; \nabla_x L(h_\theta(x_i + \eta_i), y_i)\big)\Big),
+              \qquad \eta_i \sim U[-\epsilon, \epsilon]^d,
+
+    with ``weight`` :math:`= \lambda`. As in their code, only the gradient at the random point is
+    differentiated with respect to the weights (double backpropagation); the clean gradient is held
+    constant. It costs about two more gradient computations per example than FGSM training alone.
+    Use with the zero-init FGSM adversary: ``fit(..., adversary=fgsm(eps),
+    regularizer=gradalign(eps, 0.2))``. It needs labels, so not with ``fit(..., unlabelled=...)``.
+    """
+    eps = check_positive(eps, "eps")
+    weight = check_nonnegative(weight, "weight")
+
+    def regularizer(model: nn.Module, x: torch.Tensor, progress: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("gradalign needs the batch's labels y: it runs on the labelled batch; do not give "
+                             "fit(..., unlabelled=...) with it")
+        g1 = attacks.input_gradient(model, x, y, lambda logits, t: F.cross_entropy(logits, t, reduction="none"))[0]
+        x_eta = (x + attacks.random_delta(x, eps, "inf")).detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_eta).float(), y, reduction="sum")
+        (g2,) = torch.autograd.grad(loss, x_eta, create_graph=True)  # differentiated again below
+        return weight * (1.0 - _cosine(g1, g2).mean())
+
+    return regularizer
+
+
 def trades_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: float, steps: int,
                         norm: str | float = "inf", generator: torch.Generator | None = None) -> torch.Tensor:
     r"""The inner maximisation of TRADES (Zhang et al., 2019): the point :math:`x'` of the eps-ball
@@ -53,8 +114,6 @@ def trades_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, alpha:
 
     Args: model (returns logits); x (N, ...) float in [0, 1]; eps >= 0; alpha > 0; steps >= 1;
     norm "inf" or 2. Returns x', detached.
-
-    Taught in :ref:`ch-pgd-training`.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -79,11 +138,11 @@ def trades_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, alpha:
     return x_adv.detach()
 
 
-def trades_regularizer(eps: float, beta: float, *, steps: int, alpha: float, norm: str | float = "inf",
-                       eps_ramp: float = 0.0) -> Regularizer:
+def trades(eps: float | Schedule, beta: float, *, steps: int, alpha: float | None = None,
+           alpha_ratio: float | None = None, norm: str | float = "inf") -> Regularizer:
     r"""TRADES (Zhang, Yu, Jiao, Xing, El Ghaoui and Jordan, ICML 2019, "Theoretically Principled
     Trade-off between Robustness and Accuracy") as a regulariser for :func:`advlib.train.fit`:
-    ``fit(model, data, regularizer=trades_regularizer(0.3, 1.0, steps=40, alpha=0.01))`` (with
+    ``fit(model, data, regularizer=trades(0.3, 1.0, steps=40, alpha=0.01))`` (with
     ``adversary=None``, so the rest of the loss is the clean cross-entropy) minimises
 
     .. math:: \frac1B \sum_{i=1}^{B} \Big[\mathrm{CE}\big(f_\theta(x_i), y_i\big) + \beta\,
@@ -105,11 +164,11 @@ def trades_regularizer(eps: float, beta: float, *, steps: int, alpha: float, nor
     batch 128, 100 epochs; CIFAR-10 (WideResNet-34-10): eps 0.031 (8/255 = 0.0314 rounded down),
     ``alpha`` 0.007 (a little under 2/255 = 0.0078), 10 steps, beta 6.0, SGD lr 0.1 (divided by 10
     at epoch 75), momentum 0.9, weight decay 2e-4, batch 128, 76 epochs. ``norm=2`` runs the L2 inner maximisation.
-    ``eps_ramp`` grows eps and ``alpha`` linearly from 0 over that fraction of training (the
-    reference has no ramp).
+    With eps a schedule (e.g. :func:`linear_ramp`; the reference has none), give the step as
+    ``alpha_ratio`` so that it follows eps.
 
-    Labels are not used, but the regulariser has ``uses_labels = True``, so that ``fit`` applies it
-    to the labelled batch, as TRADES does (and refuses ``unlabelled=``).
+    Labels are not used: ``fit`` applies it to the labelled batch, as TRADES does, or to the
+    ``unlabelled`` batches when given (semi-supervised TRADES).
 
     Batch norm: the reference computes the clean and the adversarial predictions of the loss in
     train mode, each pass updating the running statistics (three updates per step: the
@@ -120,85 +179,25 @@ def trades_regularizer(eps: float, beta: float, *, steps: int, alpha: float, nor
     (:func:`advlib.utils.freeze_batch_norm_stats`). The running statistics therefore follow clean
     batches only, where the reference's mix in adversarial ones.
 
-    Args: eps >= 0; beta >= 0, the weight of the KL; steps >= 1; alpha > 0, the step size (absolute,
-    at the full eps); norm "inf" or 2; eps_ramp >= 0.
-
-    Taught in :ref:`ch-pgd-training`.
+    Args: eps >= 0 or a schedule; beta >= 0, the weight of the KL; steps >= 1; alpha > 0 (absolute) or
+    alpha_ratio > 0 (a multiple of eps), the step size, one of them; norm "inf" or 2.
     """
-    eps = check_nonnegative(eps, "eps")
+    eps_at = as_schedule(eps)
     beta = check_nonnegative(beta, "beta")
     steps = check_int(steps, "steps", minimum=1)
-    alpha = check_positive(alpha, "alpha")
+    if alpha is None and alpha_ratio is None:
+        raise ValueError("trades needs a step size: give alpha (absolute) or alpha_ratio (a multiple of eps)")
+    alpha_at = step_size(alpha, alpha_ratio, None)
     norm = attacks.normalize_norm(norm)
-    eps_ramp = check_nonnegative(eps_ramp, "eps_ramp")
 
     def regularizer(model: nn.Module, x: torch.Tensor, progress: float, y: torch.Tensor | None = None) -> torch.Tensor:
-        e = ramp(eps, progress, eps_ramp)
+        e = eps_at(progress)
         if e <= 0 or beta == 0:
             return x.new_zeros((), dtype=torch.float32 if x.dtype != torch.float64 else x.dtype)
-        x_adv = trades_perturbation(model, x, eps=e, alpha=alpha * e / eps, steps=steps, norm=norm)
+        x_adv = trades_perturbation(model, x, eps=e, alpha=alpha_at(e), steps=steps, norm=norm)
         with freeze_batch_norm_stats(model):
             logits_clean = model(x)
             logits_adv = model(x_adv.to(x.dtype))
         return beta * attacks.kl_divergence(logits_clean, logits_adv).mean()
 
-    regularizer.uses_labels = True
     return regularizer
-
-
-# ------------------------------------------------------------------------------------------ N-FGSM
-def nfgsm_adversary(eps: float, *, k: float = 2.0, alpha: float | None = None,
-                    eps_ramp: float = 0.0) -> Adversary:
-    r"""The adversary of N-FGSM (de Jorge, Bibi, Volpi, Sanyal, Torr, Rogez and Dokania, NeurIPS 2022,
-    "Make Some Noise: Reliable and Efficient Single-Step Adversarial Training"): a noise *larger*
-    than the eps-ball, one FGSM step from the noisy point, and no projection,
-
-    .. math:: \eta \sim U[-k\epsilon, k\epsilon]^d,\qquad
-              x_{in} = \mathrm{clip}_{[0,1]}\Big(x + \eta' + \alpha\,
-              \mathrm{sign}\big(\nabla_x L(h(x + \eta'), y)\big)\Big),\qquad
-              \eta' = \mathrm{clip}_{[0,1]}(x + \eta) - x,
-
-    so the perturbation :math:`x_{in} - x` reaches up to :math:`(k + 1)\,\epsilon` in L-inf (with the
-    defaults, :math:`3\epsilon`) where FGSM-RS (:func:`advlib.train.fgsm_rs_adversary`) projects back
-    to :math:`\epsilon`. Defaults are the paper's: ``k = 2`` and ``alpha = eps``. Followed from the
-    reference code (github.com/pdejorge/N-FGSM, ``train.py``): the noise is clipped so that
-    :math:`x + \eta'` is an image of [0, 1] before the gradient is taken, the stepped point is clipped
-    to [0, 1], and there is no projection (its ``--clip`` is off by default); the loss is the
-    cross-entropy. With ``eps_ramp`` > 0 eps grows linearly from 0 over that fraction of training,
-    and the noise's range :math:`k\epsilon` and ``alpha`` with it, as the reference does for SVHN
-    (over the first 5 of 30 epochs, i.e. ``eps_ramp=1/6``).
-
-    One difference: the reference takes the gradient with the model in train mode (batch norm
-    normalises with, and updates its running statistics from, the noisy batch; dropout is on); here,
-    like every adversary of :mod:`advlib.train`, in eval mode, with each submodule's mode restored and
-    no parameter's ``.grad`` touched (:func:`advlib.attacks.fgsm`). The noise comes from torch's
-    global random state, which ``fit`` seeds.
-
-    The reference's settings: CIFAR-10/100, PreActResNet-18 (also WideResNet-28-10), eps from 2/255
-    to 16/255 with ``alpha = eps`` and ``k = 2``, 30 epochs, SGD with a cyclic learning rate up to
-    0.2 at mid-training, momentum 0.9, weight decay 5e-4, batch 128; SVHN: the same, except that the
-    learning rate peaks at 2/5 of training, eps and ``alpha`` are ramped over the first 5 epochs,
-    ``k = 3`` at eps 12/255 (PreActResNet-18) and ``alpha`` = 8/255 at eps 10/255 and 12/255
-    (WideResNet-28-10).
-
-    Args: eps >= 0; k >= 0, the noise's range in multiples of eps (0 gives FGSM with step alpha);
-    alpha > 0, the step size (absolute, at the full eps; default eps); eps_ramp >= 0.
-
-    Taught in :ref:`ch-fast-training`.
-    """
-    eps = check_nonnegative(eps, "eps")
-    k = check_nonnegative(k, "k")
-    if alpha is not None:
-        alpha = check_positive(alpha, "alpha")
-    eps_ramp = check_nonnegative(eps_ramp, "eps_ramp")
-
-    def adversary(model, x, y, progress):
-        e = ramp(eps, progress, eps_ramp)
-        if e <= 0:
-            return x
-        a = e if alpha is None else alpha * e / eps
-        u = draw(torch.rand, x.shape, device=x.device, dtype=x.dtype)
-        noisy = (x + (2 * u - 1) * (k * e)).clamp(0.0, 1.0)
-        return attacks.fgsm(model, noisy.detach(), y, eps=a)
-
-    return adversary

@@ -1,5 +1,6 @@
-"""TRADES and N-FGSM (advlib.objectives): the loss against a direct implementation of the paper's,
-the inner maximisation, the unprojected noisy step, and one epoch of fit with each."""
+"""advlib.adversaries: the eps schedules and step sizes every factory shares; the old names against
+the new ones; TRADES and N-FGSM: the loss against a direct implementation of the paper's, the inner
+maximisation, the unprojected noisy step, and one epoch of fit with each."""
 import copy
 import math
 
@@ -9,7 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 from scipy import stats
 
-from advlib import objectives, train
+from advlib import _aliases, adversaries, attacks, fast, large_eps, train
 from advlib.utils import eval_mode
 from conftest import TinyNet
 
@@ -40,10 +41,9 @@ def test_trades_value_matches_the_papers_loss_for_a_fixed_perturbation(monkeypat
     x = torch.rand(8, 1, 4, 4, generator=g, dtype=torch.float64)
     x_fixed = (x + 0.05 * (2 * torch.rand(x.shape, generator=g, dtype=torch.float64) - 1)).clamp(0, 1)
     y = torch.randint(0, 5, (8,), generator=g)
-    monkeypatch.setattr(objectives, "trades_perturbation", lambda *a, **k: x_fixed)
+    monkeypatch.setattr(adversaries._regularizers, "trades_perturbation", lambda *a, **k: x_fixed)
     beta = 6.0
-    reg = objectives.trades_regularizer(0.1, beta, steps=3, alpha=0.02)
-    assert reg.uses_labels
+    reg = adversaries.trades(0.1, beta, steps=3, alpha=0.02)
     value = reg(model, x, 0.5, y)
     with torch.no_grad():
         want = beta * (1 / 8) * kl_by_hand(model(x), model(x_fixed)).sum()
@@ -66,7 +66,7 @@ def test_trades_regularizer_freezes_batch_norm_and_is_zero_at_zero_eps(tiny):
     x, y = toy_data(16)
     tiny.train()
     before = [b.clone() for b in tiny.buffers()]
-    reg = objectives.trades_regularizer(0.1, 1.0, steps=2, alpha=0.05, eps_ramp=0.5)
+    reg = adversaries.trades(adversaries.linear_ramp(0.1, 0.5), 1.0, steps=2, alpha_ratio=0.5)
     assert reg(tiny, x, 0.0, y).item() == 0.0  # eps ramped to 0: x' = x
     value = reg(tiny, x, 0.6, y)
     assert value.item() > 0 and value.requires_grad
@@ -82,7 +82,7 @@ def test_trades_inner_maximisation_increases_the_kl_and_stays_in_the_ball(tiny, 
     buffers = [b.clone() for b in tiny.buffers()]
     g = torch.Generator().manual_seed(3)
     start = x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
-    x_adv = objectives.trades_perturbation(tiny, x, eps=eps, alpha=alpha, steps=10, norm=norm, generator=g)
+    x_adv = adversaries.trades_perturbation(tiny, x, eps=eps, alpha=alpha, steps=10, norm=norm, generator=g)
     assert not x_adv.requires_grad and x_adv.shape == x.shape
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     delta = (x_adv - x).flatten(1)
@@ -102,7 +102,7 @@ def test_trades_start_is_the_references_small_gaussian(tiny):
     """One step from x + 0.001 N(0, I), seeded: the same point as the reference's update."""
     x, _ = toy_data(8)
     noise = 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
-    got = objectives.trades_perturbation(tiny, x, eps=0.1, alpha=0.01, steps=1,
+    got = adversaries.trades_perturbation(tiny, x, eps=0.1, alpha=0.01, steps=1,
                                          generator=torch.Generator().manual_seed(5))
     with eval_mode(tiny):
         x0 = (x + noise).requires_grad_(True)
@@ -114,33 +114,35 @@ def test_trades_start_is_the_references_small_gaussian(tiny):
 
 def test_fit_with_trades_trains_one_epoch_and_lowers_the_loss(tiny):
     x, y = toy_data(128)
-    reg = objectives.trades_regularizer(0.05, 1.0, steps=2, alpha=0.02)
+    reg = adversaries.trades(0.05, 1.0, steps=2, alpha=0.02)
     hist = train.fit(tiny, (x, y), epochs=1, batch_size=16, lr=1e-2, regularizer=reg, evals=2, progress=False)
     assert len(hist) == 2 and all(math.isfinite(v) for v in hist.train_loss)
     assert hist.train_loss.iloc[-1] < hist.train_loss.iloc[0]
     assert not tiny.training
-    with pytest.raises(ValueError, match="unlabelled"):
-        train.fit(tiny, (x, y), regularizer=reg, unlabelled=x, progress=False)
+    # semi-supervised TRADES: the KL term on unlabelled batches (it needs no labels)
+    hist = train.fit(tiny, (x[:32], y[:32]), epochs=1, batch_size=16, regularizer=reg, unlabelled=x, progress=False)
+    assert math.isfinite(hist.train_loss.iloc[0])
 
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(eps=-0.1), "eps"), (dict(beta=-1.0), "beta"), (dict(beta="big"), "beta"), (dict(steps=0), "steps"),
     (dict(steps=2.5), "steps"), (dict(alpha=0.0), "alpha"), (dict(alpha=float("nan")), "alpha"),
-    (dict(norm=1), "norm"), (dict(eps_ramp=-0.5), "eps_ramp"),
+    (dict(norm=1), "norm"), (dict(alpha=None), "step size"), (dict(alpha_ratio=0.5), "not both"),
+    (dict(alpha=None, alpha_ratio=0.0), "alpha_ratio"),
 ])
 def test_trades_bad_arguments(kwargs, name):
     args = dict(eps=0.1, beta=1.0, steps=3, alpha=0.02) | kwargs
     with pytest.raises(ValueError, match=name):
-        objectives.trades_regularizer(args.pop("eps"), args.pop("beta"), **args)
+        adversaries.trades(args.pop("eps"), args.pop("beta"), **args)
 
 
 def test_trades_perturbation_bad_arguments(tiny):
     x, _ = toy_data(4)
     for kwargs, name in [(dict(eps=-1), "eps"), (dict(alpha=0), "alpha"), (dict(steps=0), "steps")]:
         with pytest.raises(ValueError, match=name):
-            objectives.trades_perturbation(tiny, x, **(dict(eps=0.1, alpha=0.01, steps=2) | kwargs))
+            adversaries.trades_perturbation(tiny, x, **(dict(eps=0.1, alpha=0.01, steps=2) | kwargs))
     with pytest.raises(ValueError, match="x"):
-        objectives.trades_perturbation(tiny, x + 2, eps=0.1, alpha=0.01, steps=2)
+        adversaries.trades_perturbation(tiny, x + 2, eps=0.1, alpha=0.01, steps=2)
 
 
 # ------------------------------------------------------------------------------------------ N-FGSM
@@ -152,7 +154,7 @@ def test_nfgsm_goes_beyond_the_ball_up_to_k_plus_one_eps(tiny):
     tiny.train()
     modes = [m.training for m in tiny.modules()]
     buffers = [b.clone() for b in tiny.buffers()]
-    x_in = objectives.nfgsm_adversary(eps)(tiny, x, y, 0.0)
+    x_in = adversaries.nfgsm(eps)(tiny, x, y, 0.0)
     delta = (x_in - x).abs()
     assert not x_in.requires_grad and x_in.min() >= 0 and x_in.max() <= 1
     assert delta.max() <= 3 * eps + 1e-6          # (k + 1) eps with k = 2
@@ -162,14 +164,14 @@ def test_nfgsm_goes_beyond_the_ball_up_to_k_plus_one_eps(tiny):
     assert all(torch.equal(a, b) for a, b in zip(buffers, tiny.buffers()))
     assert all(p.grad is None for p in tiny.parameters())
     # k and alpha: the reach is k eps + alpha
-    x_in = objectives.nfgsm_adversary(eps, k=1.0, alpha=0.02)(tiny, x, y, 0.0)
+    x_in = adversaries.nfgsm(eps, k=1.0, alpha=0.02)(tiny, x, y, 0.0)
     assert (x_in - x).abs().max() <= eps + 0.02 + 1e-6 and (x_in - x).abs().max() > eps + 0.01
 
 
 def test_nfgsm_clips_to_the_image_box(tiny):
     x, y = toy_data(32)  # most pixels in [0, 0.3], some at 1
     torch.manual_seed(1)
-    x_in = objectives.nfgsm_adversary(0.2)(tiny, x, y, 0.0)
+    x_in = adversaries.nfgsm(0.2)(tiny, x, y, 0.0)
     assert x_in.min() == 0.0 and x_in.max() == 1.0
 
 
@@ -184,7 +186,7 @@ def test_nfgsm_noise_is_uniform_on_k_eps():
     y = torch.zeros(200, dtype=torch.long)  # CE to class 0 rises along w1 - w0
     eps, k, alpha = 0.04, 2.0, 0.03  # k eps + alpha < 0.5: nothing is clipped
     torch.manual_seed(7)
-    x_in = objectives.nfgsm_adversary(eps, k=k, alpha=alpha)(model, x, y, 0.0)
+    x_in = adversaries.nfgsm(eps, k=k, alpha=alpha)(model, x, y, 0.0)
     direction = (model[1].weight[1] - model[1].weight[0]).detach().sign().view(1, 1, 8, 8)
     eta = (x_in - x - alpha * direction).flatten()
     assert eta.abs().max() <= k * eps + 1e-6
@@ -193,14 +195,14 @@ def test_nfgsm_noise_is_uniform_on_k_eps():
     assert abs(eta.mean().item()) < 0.01 * k * eps * 3
     # the global random state drives the noise: same seed, same inputs
     torch.manual_seed(7)
-    again = objectives.nfgsm_adversary(eps, k=k, alpha=alpha)(model, x, y, 0.0)
+    again = adversaries.nfgsm(eps, k=k, alpha=alpha)(model, x, y, 0.0)
     assert torch.equal(again, x_in)
 
 
 def test_nfgsm_eps_ramp_and_defaults(tiny):
     x, y = toy_data(16)
     x = 0.2 + 0.6 * x
-    adv = objectives.nfgsm_adversary(0.1, eps_ramp=0.5)
+    adv = adversaries.nfgsm(adversaries.linear_ramp(0.1, 0.5))
     assert torch.equal(adv(tiny, x, y, 0.0), x)  # eps ramped to 0
     torch.manual_seed(0)
     quarter = adv(tiny, x, y, 0.125)  # eps 0.025: reach up to 3 * 0.025
@@ -209,20 +211,20 @@ def test_nfgsm_eps_ramp_and_defaults(tiny):
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(eps=-0.1), "eps"), (dict(eps="x"), "eps"), (dict(k=-1.0), "k"), (dict(alpha=0.0), "alpha"),
-    (dict(alpha=-0.1), "alpha"), (dict(eps_ramp=-1.0), "eps_ramp"),
+    (dict(alpha=-0.1), "alpha"), (dict(alpha_ratio=-1.0), "alpha_ratio"),
 ])
 def test_nfgsm_bad_arguments(kwargs, name):
     args = dict(eps=0.1) | kwargs
     with pytest.raises(ValueError, match=name):
-        objectives.nfgsm_adversary(args.pop("eps"), **args)
+        adversaries.nfgsm(args.pop("eps"), **args)
 
 
 def test_fit_with_nfgsm_runs_one_epoch(tiny):
     x, y = toy_data(128)
     seen = []
-    base = objectives.nfgsm_adversary(0.05)
+    base = adversaries.nfgsm(0.05)
 
-    def spy(model, xb, yb, progress):
+    def spy(model, xb, yb, progress, index=None):
         out = base(model, xb, yb, progress)
         seen.append((out - xb).abs().max().item())
         return out
@@ -231,3 +233,98 @@ def test_fit_with_nfgsm_runs_one_epoch(tiny):
     assert len(hist) == 1 and math.isfinite(hist.train_loss.iloc[0])
     assert len(seen) == 4 and max(seen) > 0.05 and max(seen) <= 0.15 + 1e-6
     assert not tiny.training
+
+
+# ---------------------------------------------------------------- the protocol: schedules and steps
+def test_linear_ramp_and_constant_eps():
+    ramp = adversaries.linear_ramp(0.3, 0.2)
+    assert [ramp(p) for p in (0.0, 0.1, 0.2, 0.7)] == pytest.approx([0.0, 0.15, 0.3, 0.3])
+    assert adversaries.linear_ramp(0.3, 0.0)(0.0) == 0.3  # no ramp: eps from the start
+    assert adversaries.as_schedule(0.25)(0.9) == 0.25
+    with pytest.raises(ValueError, match="fraction"):
+        adversaries.linear_ramp(0.3, 1.5)
+    with pytest.raises(ValueError, match="eps"):
+        adversaries.as_schedule(-0.1)
+    with pytest.raises(ValueError, match=r"eps\(progress\) must return a number"):
+        adversaries.as_schedule(lambda p: "big")(0.5)
+
+
+def test_step_size_is_absolute_or_a_multiple_of_the_eps_of_the_moment():
+    absolute = adversaries.step_size(0.01, None, 0.5)
+    ratio = adversaries.step_size(None, 0.5, 2.0)
+    default = adversaries.step_size(None, None, 1.25)
+    assert absolute(0.1) == absolute(0.3) == 0.01
+    assert ratio(0.1) == pytest.approx(0.05) and ratio(0.3) == pytest.approx(0.15)
+    assert default(0.2) == pytest.approx(0.25) and adversaries.step_size(None, None, None)(0.2) is None
+    with pytest.raises(ValueError, match="not both"):
+        adversaries.step_size(0.01, 0.5, None)
+    with pytest.raises(ValueError, match="alpha_ratio"):
+        adversaries.step_size(None, -1.0, None)
+
+
+def test_a_ramped_pgd_steps_with_the_ratio_at_the_eps_of_the_moment(tiny):
+    x, y = toy_data(16)
+    adv = adversaries.pgd(adversaries.linear_ramp(0.2, 0.5), steps=3, alpha_ratio=0.5)
+    torch.manual_seed(3)
+    got = adv(tiny, x, y, 0.25)  # eps 0.1, step 0.05
+    torch.manual_seed(3)
+    want = attacks.pgd(tiny, x, y, eps=0.1, alpha=0.05, steps=3)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(adv(tiny, x, y, 0.0), x)  # eps 0: the batch itself
+
+
+def test_fit_hands_every_adversary_the_example_indices_and_every_regularizer_the_labels(tiny):
+    x, y = toy_data(48)
+    seen = []
+
+    def adversary(model, xb, yb, progress, index=None):
+        assert torch.equal(xb, x[index]) and torch.equal(yb, y[index])
+        seen.append("adversary")
+        return xb
+
+    def regularizer(model, xb, progress, yb=None):
+        seen.append("labelled" if yb is not None and yb.shape == xb.shape[:1] else "unlabelled")
+        return model(xb).sum() * 0
+
+    train.fit(tiny, (x, y), epochs=1, batch_size=16, adversary=adversary, regularizer=regularizer, progress=False)
+    train.fit(tiny, (x, y), epochs=1, batch_size=16, regularizer=regularizer, unlabelled=x, progress=False)
+    assert seen == ["adversary", "labelled"] * 3 + ["unlabelled"] * 3
+
+
+# ------------------------------------------------------------- the old names, until the chapters move
+OLD_AND_NEW = [
+    (lambda: train.pgd_adversary(0.3, alpha=0.15, steps=3, eps_ramp=0.2),
+     lambda: adversaries.pgd(adversaries.linear_ramp(0.3, 0.2), alpha_ratio=0.5, steps=3)),
+    (lambda: train.pgd_adversary(0.3, alpha=0.1, steps=2),
+     lambda: adversaries.pgd(0.3, alpha=0.1, steps=2)),
+    (lambda: train.fgsm_adversary(0.2, eps_ramp=0.5), lambda: adversaries.fgsm(adversaries.linear_ramp(0.2, 0.5))),
+    (lambda: train.fgsm_rs_adversary(0.2, alpha=0.25), lambda: adversaries.fgsm_rs(0.2, alpha=0.25)),
+    (lambda: train.fgm_adversary(0.5), lambda: adversaries.fgm(0.5)),
+    (lambda: large_eps.scheduled_pgd_adversary(large_eps.staircase_eps(0.4, 4), steps=4, step_ratio=2.0),
+     lambda: adversaries.pgd(adversaries.staircase(0.4, 4), steps=4, alpha_ratio=0.5)),
+]
+
+
+@pytest.mark.parametrize("old, new", OLD_AND_NEW)
+def test_an_old_name_computes_what_its_new_one_does(tiny, old, new):
+    x, y = toy_data(16)
+    for progress in (0.1, 0.6):
+        torch.manual_seed(5)
+        a = old()(tiny, x, y, progress)
+        torch.manual_seed(5)
+        b = new()(tiny, x, y, progress)
+        torch.testing.assert_close(a, b)
+
+
+def test_every_old_name_is_listed_and_points_at_its_new_one():
+    import advlib
+    import importlib
+    for old, new in _aliases.ALIASES.items():
+        module, name = old.rsplit(".", 1)
+        obj = getattr(importlib.import_module(module), name)
+        target = getattr(importlib.import_module(new.rsplit(".", 1)[0]), new.rsplit(".", 1)[1])
+        assert getattr(obj, "alias_of", obj) is target, old
+    vat = train.vat_regularizer(0.5, xi=1e-3)  # the old call with three arguments still works
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    assert vat(model, torch.rand(4, 1, 4, 4), 0.0).item() >= 0
+    assert fast.APARTAdversary is adversaries.APART and advlib.large_eps.staircase_eps is adversaries.staircase
