@@ -369,8 +369,9 @@ def train_semi_supervised_aae(encoder: nn.Module, decoder: nn.Module, disc_y: nn
         run.history.add(rec=rec.item(), d_loss=d_loss.item(), g_loss=g_loss.item(), ce=ce.item())
         if t in run.log_at:
             extra = {}
-            if val is not None:
-                extra["val_error"] = 1.0 - (classify(encoder, val[0]) == val[1].to(device)).float().mean().item()
+            with run.history.paused():  # time_s counts training only
+                if val is not None:
+                    extra["val_error"] = 1.0 - (classify(encoder, val[0]) == val[1].to(device)).float().mean().item()
             run.history.row(t, **extra)
     return run.history.frame()
 

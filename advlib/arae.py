@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .text import SentimentCorpus, Vocab, pad_batch
-from .loops import progress_bar
+from . import loops
 from .utils import check_int, check_labels, draw, eval_mode, model_device
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, targets, lengths, labels
@@ -282,33 +282,31 @@ def train_arae(model: ARAE, corpus: SentimentCorpus, steps: int, batch_size: int
     """``steps`` rounds of :func:`arae_round` on the training split of ``corpus``; the code noise
     starts at ``noise_std`` and is multiplied by ``noise_decay`` every 100 rounds (the paper's
     annealing). Returns the history (losses averaged over each ``log_every`` rounds, held-out
-    reconstruction token accuracy, wall ``time`` in seconds); leaves the model in eval mode.
+    reconstruction token accuracy, ``time``: the seconds of training so far, the held-out evaluations
+    left out); leaves the model in eval mode. The loop is a :class:`advlib.loops.Run`.
     """
     settings = ARAESettings() if settings is None else settings
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be a positive int, got {log_every!r}")
+    check_int(steps, "steps", minimum=1)
+    run = loops.Run((model,), steps, log_every=check_int(log_every, "log_every", minimum=1), desc="arae",
+                    progress=progress)
     device = model_device(model)
     optimizers = make_optimizers(model, lr_autoencoder, lr_gan, lr_classifier)
     stream = corpus.batches(batch_size, seed=seed, device=device)
     generator = torch.Generator().manual_seed(seed + 1)
-    rows, window, start = [], [], time.perf_counter()
-    bar = progress_bar(steps, "arae", progress)
-    for step in range(1, steps + 1):
+    rows, window, evaluating, start = [], [], 0.0, time.perf_counter()
+    for step in run:
         noise = noise_std * noise_decay ** ((step - 1) // 100)
         window.append(arae_round(model, optimizers, [next(stream) for _ in range(1 + settings.critic_steps)],
                                  settings, noise, generator))
-        if step % log_every == 0 or step == steps:
+        if step in run.log_at:
             row = {"step": step, "noise_std": noise}
             row.update(pd.DataFrame(window).mean().to_dict())
+            began = time.perf_counter()
             row["test_token_accuracy"] = token_accuracy(model, corpus.test[:500], corpus.vocab)
-            row["time"] = time.perf_counter() - start
+            evaluating += time.perf_counter() - began
+            row["time"] = time.perf_counter() - start - evaluating
             rows.append(row)
             window = []
-        bar.update(1)
-    bar.close()
-    model.eval()
     return pd.DataFrame(rows)
 
 

@@ -84,15 +84,14 @@ def _chapter_module(name: str):
     names = chapter_names()
     if name not in names:
         raise ValueError(f"chapter must be one of {names}, got {name!r}")
-    module = importlib.import_module(f"advlib.settings.{name}")
-    tables = {b: getattr(module, b.upper(), None) for b in BUDGETS}
-    missing = [b for b, t in tables.items() if not isinstance(t, dict)]
-    if missing:
-        raise ValueError(f"advlib.settings.{name} must define {', '.join(b.upper() for b in missing)} as dicts")
-    keys = {b: set(t) for b, t in tables.items()}
-    if len({frozenset(k) for k in keys.values()}) != 1:
-        raise ValueError(f"advlib.settings.{name}: every budget must list the same settings, got {keys}")
-    return tables
+    settings = getattr(importlib.import_module(f"advlib.settings.{name}"), "SETTINGS", None)
+    if not isinstance(settings, dict):
+        raise ValueError(f"advlib.settings.{name} must define SETTINGS, a dict of (smoke, book, paper) rows")
+    uneven = sorted(k for k, row in settings.items() if not isinstance(row, tuple) or len(row) != len(BUDGETS))
+    if uneven:
+        raise ValueError(f"advlib.settings.{name}: every setting must be a tuple of one value per budget "
+                         f"{BUDGETS}, not so: {uneven}")
+    return {b: {k: row[i] for k, row in settings.items()} for i, b in enumerate(BUDGETS)}
 
 
 def chapter(name: str, budget: str | None = None) -> Config:

@@ -234,7 +234,10 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
                   config: dict, budget: str | None = None, retrain: bool = False,
                   device: torch.device | str | None = None, verbose: bool = True) -> nn.Module:
     """The model ``name`` with ``config``: loaded from the cache if there, else built, trained by
-    ``train(model)`` (whose return value, e.g. a history table, is kept in the meta) and saved.
+    ``train(model)`` and saved. ``train`` returns the history table, or a dict with the history
+    under ``"history"`` and other records beside it; ``model.meta["history"]`` is then the table and
+    each other record is ``model.meta[key]`` (a file cached when such a dict was kept whole loads
+    the same way).
 
     The returned model is in eval mode, on ``device`` (default: :func:`advlib.utils.get_device`), and
     carries ``model.meta`` (name, budget, config, history, and ``machine``, the :func:`machine_record` of
@@ -257,7 +260,7 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
     main = distributed.is_main()
     model = build().to(device)
     if distributed.broadcast_object(path.exists() and not retrain):  # rank 0's answer
-        meta = _load_on_every_rank(model, path)
+        meta = _spread_history(_load_on_every_rank(model, path))
         if verbose and main:
             print(f"loaded {name} ({budget}), cache key {path.stem}")
     else:
@@ -266,9 +269,8 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
         if verbose and main:
             print(f"training {name} ({budget}); it will be cached as {path.stem} "
                   f"(in ${ENV_VAR} or the default cache folder)")
-        result = train(model)
-        meta = {"name": name, "budget": budget, "config": _jsonable(config), "history": _jsonable(result),
-                "machine": machine_record(device)}
+        meta = _spread_history({"name": name, "budget": budget, "config": _jsonable(config),
+                                "history": _jsonable(train(model)), "machine": machine_record(device)})
         saved = _save_somewhere(model, path, meta) if main else None
         if parallel:  # the others wait for rank 0's file, then load it: every rank has what is cached
             saved, meta = distributed.broadcast_object((saved, meta))
@@ -276,6 +278,15 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
                 _load_on_every_rank(model, saved)
     model.meta = meta
     return model.eval()
+
+
+def _spread_history(meta: dict) -> dict:
+    """``meta`` with a history given as ``{"history": table, key: record, ...}`` spread out: the table
+    as ``meta["history"]``, each record as ``meta[key]``."""
+    hist = meta.get("history")
+    if isinstance(hist, dict) and "history" in hist:
+        meta = {**meta, **{k: v for k, v in hist.items() if k != "history"}, "history": hist["history"]}
+    return meta
 
 
 def _load_on_every_rank(model: nn.Module, path: Path) -> dict:

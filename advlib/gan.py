@@ -138,7 +138,8 @@ def train_gan(G: nn.Module, D: nn.Module, data, *, steps: int | None = None, epo
             row = run.history.row(t)
             run.bar.set_postfix(d_loss=round(row["d_loss"], 3), g_loss=round(row["g_loss"], 3))
             if callback is not None:
-                callback(G, D, row)
+                with run.history.paused():  # time_s counts training only
+                    callback(G, D, row)
                 G.train(), D.train()
     return run.history.frame()
 

@@ -34,6 +34,7 @@ total. No function here touches the global random state: shuffles use their own 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Iterable, Iterator
@@ -241,7 +242,7 @@ class History:
 
     ``add`` adds ``weight * value`` for each named value; ``row`` writes ``epoch`` (when
     ``per_epoch`` is known), ``step``, each mean :math:`\sum_i w_i v_i / \sum_i w_i` since the last row,
-    the ``extra`` columns and the wall time ``time_s``, then starts the sums afresh.
+    the ``extra`` columns and the time ``time_s`` (training only: time in :meth:`paused` is left out), then starts the sums afresh.
     """
 
     def __init__(self, per_epoch: int | None = None) -> None:
@@ -256,6 +257,16 @@ class History:
         for k, v in values.items():
             self._sums[k] = self._sums.get(k, 0.0) + weight * float(v)
         self._weight += weight
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside (an evaluation, a callback) out of ``time_s``, which so counts
+        training only."""
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.t0 += time.time() - start
 
     def row(self, t: int, **extra) -> dict:
         """Append and return the row of step ``t``: the means since the last row, ``extra``, ``time_s``."""

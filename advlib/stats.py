@@ -43,7 +43,7 @@ Taught in chapter 07 (comparing models and settings honestly).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -218,23 +218,32 @@ def paired_comparison(a, b, confidence: float = 0.95) -> PairedComparison:
 
 # ------------------------------------------------------------------------ several examples a source
 @dataclass(frozen=True)
-class ClusteredInterval:
+class _Estimate:
+    """A ``mean`` and its interval ``low``, ``high`` at ``confidence`` (keyword-only, default 0.95)."""
+
+    mean: float
+    low: float
+    high: float
+    confidence: float = field(default=0.95, kw_only=True)
+
+    def _text(self) -> str:
+        """``"0.600 [0.483, 0.717]"``, with the level when it is not 95%."""
+        level = "" if self.confidence == 0.95 else f" ({100 * self.confidence:g}% interval)"
+        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]{level}"
+
+
+@dataclass(frozen=True)
+class ClusteredInterval(_Estimate):
     """What :func:`clustered_interval` found: the ``mean`` over ``n_examples`` examples from
     ``n_clusters`` sources, and its bootstrap interval ``low``, ``high`` at ``confidence``.
     ``str(ci)`` reads ``"0.600 [0.483, 0.717], n = 540 examples from 60 sources"``.
     """
 
-    mean: float
-    low: float
-    high: float
     n_examples: int
     n_clusters: int
-    confidence: float = 0.95
 
     def __str__(self) -> str:
-        level = "" if self.confidence == 0.95 else f" ({100 * self.confidence:g}% interval)"
-        return (f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]{level}, "
-                f"n = {self.n_examples} examples from {self.n_clusters} sources")
+        return f"{self._text()}, n = {self.n_examples} examples from {self.n_clusters} sources"
 
 
 def clustered_interval(values, clusters, confidence: float = 0.95, n_resamples: int = 2000,
@@ -290,22 +299,17 @@ def clustered_interval(values, clusters, confidence: float = 0.95, n_resamples: 
 
 # ---------------------------------------------------------------------------------------- over seeds
 @dataclass(frozen=True)
-class SeedMean:
+class SeedMean(_Estimate):
     """What :func:`seed_mean` found: the ``mean`` of ``n`` runs, their standard deviation ``sd``
     (with :math:`n - 1` in the denominator) and the Student-t interval ``low``, ``high`` at
     ``confidence``. ``str(m)`` reads ``"0.912 [0.901, 0.923], sd 0.004 over 5 seeds"``.
     """
 
-    mean: float
-    low: float
-    high: float
     n: int
     sd: float
-    confidence: float = 0.95
 
     def __str__(self) -> str:
-        level = "" if self.confidence == 0.95 else f" ({100 * self.confidence:g}% interval)"
-        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]{level}, sd {self.sd:.3f} over {self.n} seeds"
+        return f"{self._text()}, sd {self.sd:.3f} over {self.n} seeds"
 
 
 def seed_mean(values, confidence: float = 0.95) -> SeedMean:

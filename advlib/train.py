@@ -35,7 +35,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import distributed, loops
-from .adversaries import Adversary, Regularizer
+from .adversaries import Adversary, Regularizer, accepts
 from .evaluate import Attack, accuracy, robust_accuracy
 from .loops import check_schedule
 from .data import ImageData, Loader
@@ -55,8 +55,9 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
         val_attack: Attack | None = None, evals: int | None = None, amp: bool | str = False, seed: int = 0,
         grad_clip: float | None = None, progress: bool | None = None,
         callback: Callable[[nn.Module, dict], None] | None = None) -> pd.DataFrame:
-    """Train ``model`` in place and return its history (one row per evaluation); the model is left
-    in eval mode.
+    """Train ``model`` in place and return its history (one row per evaluation: ``train_loss``,
+    ``train_acc``, ``lr``, ``val_acc`` and ``val_robust_acc`` when asked, ``time_s`` the seconds of
+    training so far, evaluations and callbacks left out); the model is left in eval mode.
 
     Args:
         data: an :class:`~advlib.data.ImageData` or an ``(x, y)`` pair of tensors of the same length.
@@ -66,16 +67,17 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
         schedule: learning-rate schedule ``"linear"`` (warm-up then linear decay to 0, default),
             ``"cosine"`` (warm-up then cosine) or ``"constant"``; ``warmup`` is the warm-up fraction
             (:func:`advlib.loops.lr_factor`).
-        adversary: called as ``adversary(model, x, y, progress, index=idx)``, ``idx`` the positions
-            of the batch's examples in ``data`` (:mod:`advlib.adversaries`); ``None`` for standard
-            training.
+        adversary: called as ``adversary(model, x, y, progress)``, with ``index=idx`` too (the
+            positions of the batch's examples in ``data``) when it takes ``index``
+            (:mod:`advlib.adversaries`); ``None`` for standard training.
         clean_weight: weight ``w`` of the clean loss when ``adversary`` is given. Then the clean
             pass alone updates batch-norm running statistics; the pass on ``x_in`` uses its batch's
             statistics without storing them (with ``clean_weight=0`` the pass on ``x_in``, the
             only one, updates them).
-        regularizer: ``R(model, x, progress, y) -> scalar`` added to the loss, on the labelled batch
-            with its labels, or, when ``unlabelled`` is given (a tensor, an ``(x, y)`` pair or an
-            ImageData; labels unused), on batches of it with ``y=None``. It runs with batch-norm
+        regularizer: ``R(model, x, progress) -> scalar`` added to the loss, on the labelled batch,
+            or, when ``unlabelled`` is given (a tensor, an ``(x, y)`` pair or an ImageData; labels
+            unused), on batches of it; one that takes ``y`` gets the batch's labels (``None`` on
+            unlabelled batches). It runs with batch-norm
             running statistics frozen (:func:`advlib.utils.freeze_batch_norm_stats`).
         val: ``(x, y)`` to evaluate clean accuracy on; ``val_attack`` adds robust accuracy.
         evals: number of evaluations (history rows); default one per epoch.
@@ -145,12 +147,16 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
     (sched,) = loops.lr_schedulers([opt], schedule, total, warmup)
 
     history = run.history
+    gives_index, gives_y = accepts(adversary, "index"), accepts(regularizer, "y")
     with distributed.rank_random_state(seed, device):  # each rank its own random starts and dropout
         for t in run:  # the model in train mode at each step, in eval mode at the end (or on an error)
             x, y, index = next(run.stream)
             prog = (t - 1) / total
             with bf16_autocast(device, amp):
-                x_in = x if adversary is None else adversary(model, x, y, prog, index=index)
+                if adversary is None:
+                    x_in = x
+                else:
+                    x_in = adversary(model, x, y, prog, **({"index": index} if gives_index else {}))
                 model.train()
                 two_passes = adversary is not None and clean_weight > 0
                 # batch norm: only the clean pass updates the running statistics when there is one
@@ -162,7 +168,7 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
                 if regularizer is not None:
                     with freeze_batch_norm_stats(model):  # its passes never move the statistics
                         xr, yr = (next(unl)[0], None) if unl is not None else (x, y)
-                        loss = loss + regularizer(model, xr, prog, yr)
+                        loss = loss + regularizer(model, xr, prog, **({"y": yr} if gives_y else {}))
             if parallel:  # the global batch's loss and accuracy, the same on every rank
                 n, means = distributed.mean_over_ranks(y.shape[0], loss=loss.detach(),
                                                        acc=(logits.argmax(1) == y).float().mean())
@@ -182,16 +188,18 @@ def fit(model: nn.Module, data, *, epochs: float = 1, batch_size: int = 128, lr:
                             train_acc=(logits.argmax(1) == y).float().mean().item())
             if t in eval_at:
                 row = history.row(t, lr=opt.param_groups[0]["lr"], bf16=amp)
-                if main:  # evaluation, progress and callback on rank 0; the others wait for its row
-                    if val is not None:
-                        row["val_acc"] = accuracy(model, val[0], val[1])
-                        if val_attack is not None:
-                            row["val_robust_acc"] = robust_accuracy(model, val[0], val[1], val_attack)
-                    run.bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_acc", "val_robust_acc")})
-                    if callback is not None:
-                        callback(model, row)
-                if parallel:
-                    history.rows[-1] = distributed.broadcast_object(row)
+                with history.paused():  # time_s counts training only, not evaluations and callbacks
+                    if main:  # evaluation, progress and callback on rank 0; the others wait for its row
+                        if val is not None:
+                            row["val_acc"] = accuracy(model, val[0], val[1])
+                            if val_attack is not None:
+                                row["val_robust_acc"] = robust_accuracy(model, val[0], val[1], val_attack)
+                        run.bar.set_postfix({k: round(v, 4) for k, v in row.items()
+                                             if k in ("train_loss", "val_acc", "val_robust_acc")})
+                        if callback is not None:
+                            callback(model, row)
+                    if parallel:
+                        history.rows[-1] = distributed.broadcast_object(row)
                 model.train()
     distributed.sync_buffers(model)  # every rank ends with rank 0's batch-norm statistics
     return history.frame()

@@ -273,7 +273,7 @@ def test_a_ramped_pgd_steps_with_the_ratio_at_the_eps_of_the_moment(tiny):
     assert torch.equal(adv(tiny, x, y, 0.0), x)  # eps 0: the batch itself
 
 
-def test_fit_hands_every_adversary_the_example_indices_and_every_regularizer_the_labels(tiny):
+def test_fit_hands_index_and_labels_to_whatever_takes_them(tiny):
     x, y = toy_data(48)
     seen = []
 
@@ -282,13 +282,21 @@ def test_fit_hands_every_adversary_the_example_indices_and_every_regularizer_the
         seen.append("adversary")
         return xb
 
-    def regularizer(model, xb, progress, yb=None):
-        seen.append("labelled" if yb is not None and yb.shape == xb.shape[:1] else "unlabelled")
+    def regularizer(model, xb, progress, y=None):
+        seen.append("labelled" if y is not None and y.shape == xb.shape[:1] else "unlabelled")
         return model(xb).sum() * 0
 
     train.fit(tiny, (x, y), epochs=1, batch_size=16, adversary=adversary, regularizer=regularizer, progress=False)
     train.fit(tiny, (x, y), epochs=1, batch_size=16, regularizer=regularizer, unlabelled=x, progress=False)
     assert seen == ["adversary", "labelled"] * 3 + ["unlabelled"] * 3
+    # hand-written ones that take neither (as a chapter writes them) are called without them
+    plain = []
+    train.fit(tiny, (x, y), epochs=1, batch_size=16, progress=False,
+              adversary=lambda model, xb, yb, progress: plain.append(len(xb)) or xb,
+              regularizer=lambda model, xb, progress: plain.append(-len(xb)) or model(xb).sum() * 0)
+    assert plain == [16, -16] * 3
+    assert adversaries.accepts(adversaries.APART(0.1), "index") and not adversaries.accepts(print, "index")
+    assert adversaries.accepts(adversaries.gradalign(0.1, 1.0), "y")
 
 
 # ------------------------------------------------------------- the old names, until the chapters move

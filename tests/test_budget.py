@@ -50,11 +50,13 @@ def test_chapter_settings_errors_name_the_argument(monkeypatch):
     with pytest.raises(ValueError, match="budget must be one of"):
         budget.chapter("targeted_attacks", "huge")
     fake = types.ModuleType("advlib.settings.uneven")
-    fake.SMOKE, fake.BOOK, fake.PAPER = dict(a=1), dict(a=2, b=3), dict(a=3)
+    fake.SETTINGS = dict(a=(1, 2, 3), b=(2, 3))
     monkeypatch.setitem(sys.modules, "advlib.settings.uneven", fake)
     monkeypatch.setattr(budget, "chapter_names", lambda: ["uneven"])
-    with pytest.raises(ValueError, match="every budget must list the same settings"):
+    with pytest.raises(ValueError, match=r"one value per budget .* not so: \['b'\]"):
         budget.chapter("uneven")
-    del fake.PAPER
-    with pytest.raises(ValueError, match="must define PAPER as dicts"):
+    fake.SETTINGS = dict(a=(1, 2, 3), b=(2, 3, 4))
+    assert budget.chapter("uneven", "book") == dict(a=2, b=3, budget="book")
+    del fake.SETTINGS
+    with pytest.raises(ValueError, match="must define SETTINGS"):
         budget.chapter("uneven")

@@ -178,4 +178,4 @@ def test_the_global_batch_must_split_evenly(monkeypatch):
 def test_the_chapter_03_recipes_refuse_to_train_data_parallel(monkeypatch):
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     with pytest.raises(RuntimeError, match="one process only"):
-        advlib.zoo._one_process_only("arae_sentiment", "advlib.arae.train_arae")
+        advlib.zoo._common._one_process_only("arae_sentiment", "advlib.arae.train_arae")

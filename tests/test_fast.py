@@ -100,9 +100,9 @@ def test_fit_passes_labels_to_the_regularizer_and_gradalign_refuses_unlabelled(t
     seen = []
     inner = adversaries.gradalign(0.1, weight=0.5)
 
-    def spy(model, xb, progress, yb):
-        seen.append(yb is not None and yb.shape[0] == xb.shape[0])
-        return inner(model, xb, progress, yb)
+    def spy(model, xb, progress, y=None):
+        seen.append(y is not None and y.shape[0] == xb.shape[0])
+        return inner(model, xb, progress, y)
 
     hist = train.fit(tiny, (x, y), epochs=1, batch_size=32, adversary=adversaries.fgsm(0.1), regularizer=spy,
                      progress=False)

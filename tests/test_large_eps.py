@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlib import adversaries, attacks, cache, evaluate, large_eps, zoo
+from advlib import adversaries, attacks, cache, evaluate, large_eps, train, zoo
 from tests.test_zoo import fake, tiny  # noqa: F401  (the fixture of fake MNIST/CIFAR and tiny recipes)
 from advlib import data
 
@@ -157,7 +157,7 @@ def tiny_large(tiny, monkeypatch):
 @pytest.mark.parametrize("name", ["plain_large_mnist", "extended_mnist", "iat_mnist"])
 def test_large_eps_recipes_train_once_and_validate_at_the_large_eps(tiny_large, cache_in_tmp, monkeypatch, name):
     seen = []
-    original = zoo._attack
+    original = evaluate.attack
     monkeypatch.setattr(zoo._large_perturbations, "_attack", lambda kind, **kw: seen.append(kw["eps"]) or original(kind, **kw))
     model = getattr(zoo, name)(budget="smoke", verbose=False)
     assert model.meta["name"] == name and len(model.meta["history"]["val_robust_acc"]) == 2
@@ -169,7 +169,7 @@ def test_large_eps_recipes_train_once_and_validate_at_the_large_eps(tiny_large, 
 def test_extended_training_starts_from_the_robust_model(tiny_large, cache_in_tmp, monkeypatch):
     base = zoo.robust_mnist(budget="smoke", verbose=False)
     at_start = []
-    original = zoo.fit
+    original = train.fit
 
     def spy(model, *args, **kwargs):
         at_start.append({k: v.clone() for k, v in model.state_dict().items()})

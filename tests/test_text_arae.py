@@ -260,5 +260,5 @@ def test_the_zoo_recipe_trains_once_then_loads(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), again.state_dict().values()))
     other = zoo.arae_sentiment("ae", budget="smoke", verbose=False)
     assert len(list(tmp_path.iterdir())) == 2 and other.meta["config"]["lambda_class"] == 0.0
-    with pytest.raises(ValueError, match="variant"):
+    with pytest.raises(ValueError, match="method"):
         zoo.arae_sentiment("vae", budget="smoke")

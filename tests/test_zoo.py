@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from advlib import adversaries, cache, data, zoo
+from advlib import adversaries, cache, data, evaluate, zoo
 
 
 def full_eps(eps):
@@ -26,8 +26,8 @@ def fake(n, shape, classes):
 @pytest.fixture
 def tiny(monkeypatch):
     """Fake MNIST/CIFAR-10 of a few hundred images, and smoke recipes that take a second."""
-    monkeypatch.setattr(zoo.data, "mnist", lambda train=True, root=None: fake(300, (1, 28, 28), data.MNIST_CLASSES))
-    monkeypatch.setattr(zoo.data, "cifar10", lambda train=True, root=None: fake(200, (3, 32, 32), data.CIFAR10_CLASSES))
+    monkeypatch.setattr(data, "mnist", lambda train=True, root=None: fake(300, (1, 28, 28), data.MNIST_CLASSES))
+    monkeypatch.setattr(data, "cifar10", lambda train=True, root=None: fake(200, (3, 32, 32), data.CIFAR10_CLASSES))
     common = dict(batch_size=50, lr=1e-3, optimizer="adam", weight_decay=0.0, schedule="linear", warmup=0.1,
                   amp=False, evals=2, seed=0)
     adv = dict(eps_ramp=0.5, val_steps=1, steps=1)
@@ -79,13 +79,9 @@ def test_recipe_trains_once_then_loads_from_the_cache(tiny, cache_in_tmp, name):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model must not be trained again")
 
-    import advlib.zoo
-    original = advlib.zoo.fit
-    advlib.zoo.fit = no_training
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(zoo._common, "fit", no_training)  # where these recipes train
         again = recipe_fn(budget="smoke", verbose=False)
-    finally:
-        advlib.zoo.fit = original
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a.cpu(), b.cpu())
     assert again.meta["history"] == hist
@@ -106,7 +102,7 @@ def test_l2_recipe_trains_and_validates_against_the_l2_adversary(tiny, monkeypat
         seen.append(("adversary", full_eps(eps), kwargs["norm"]))
         return original(eps, **kwargs)
 
-    original_attack = zoo._attack
+    original_attack = evaluate.attack
 
     def spy_attack(name, **kwargs):
         seen.append(("val", kwargs["eps"], kwargs["norm"]))
@@ -223,7 +219,7 @@ def test_fast_cifar_width_builds_a_wider_cnn_under_its_own_cache_key(tiny_fast, 
         with pytest.raises(ValueError, match="width"):
             zoo.fast_cifar("fgsm", width=bad, budget="smoke")
     with pytest.raises(ValueError, match="width is an option of arch 'small_cnn' only"):
-        zoo._cifar_model({"arch": "preact_resnet18", "width": 64, "seed": 0})
+        zoo._common._cifar_model({"arch": "preact_resnet18", "width": 64, "seed": 0})
 
 
 def test_apart_stored_recipe_gives_its_adversary_one_start_per_training_image(tiny_fast, monkeypatch):
@@ -251,7 +247,7 @@ def test_command_line_trains_a_fast_method_and_refuses_method_elsewhere(tiny_fas
     assert [p.name.startswith("fast_mnist_apart-smoke-") for p in cache_in_tmp.iterdir()] == [True]
     with pytest.raises(SystemExit):
         main(["train", "robust_mnist", "--method", "apart", "--budget", "smoke"])
-    assert "--method is an option of fast_mnist and fast_cifar only" in capsys.readouterr().err
+    assert "--method is an option of fast_mnist, fast_cifar and arae_sentiment only" in capsys.readouterr().err
     assert main(["train", "fast_cifar", "--width", "8", "--budget", "smoke"]) == 0
     assert "fast_cifar_fgsm (smoke) is cached at" in capsys.readouterr().out
     with pytest.raises(SystemExit):

@@ -23,7 +23,7 @@ def fake(n, seed):
 @pytest.fixture
 def tiny(monkeypatch):
     """Fake MNIST (300 training, 100 test images) and a smoke recipe that takes a second."""
-    monkeypatch.setattr(zoo.data, "mnist", lambda train=True, root=None: fake(300 if train else 100, int(train)))
+    monkeypatch.setattr(data, "mnist", lambda train=True, root=None: fake(300 if train else 100, int(train)))
     monkeypatch.setitem(zoo.RECIPES["vat_mnist"], "smoke",
                         dict(hidden=[16], steps=6, batch_size=10, unl_batch=20, sup_n_train=100, sup_epochs=1,
                              sup_batch=50, lr=1e-3, warmup=0.1, eps=2.0, power_iterations=1, weight=1.0,
@@ -47,7 +47,7 @@ def test_trains_once_then_loads_and_recomputes_batch_norm(tiny, cache_in_tmp, mo
     assert bn["batches"] == 1 and 0 <= bn["val_acc_after"] <= 1  # 300 images in one batch of 500
     # the stored running statistics are the ones recomputed over the 300 training images
     again = {k: v.clone() for k, v in model.state_dict().items()}
-    train.recompute_batch_norm(model, zoo.data.mnist(train=True))
+    train.recompute_batch_norm(model, data.mnist(train=True))
     for k, v in model.state_dict().items():
         assert torch.allclose(again[k].float(), v.float(), atol=1e-5), k
     assert [p.name for p in cache_in_tmp.iterdir()] == [cache.path_for(model.meta["name"], cfg, "smoke").name]
@@ -78,7 +78,7 @@ def test_each_setting_is_its_own_cache_entry(tiny, cache_in_tmp):
 
 def test_labels_only_trains_without_the_unlabelled_images(tiny, monkeypatch):
     seen = []
-    original = zoo.fit
+    original = train.fit
 
     def spy(model, labelled, **kwargs):
         seen.append((len(labelled), kwargs["unlabelled"], kwargs["regularizer"], kwargs["batch_size"]))

@@ -4,13 +4,15 @@ Two kinds of object go into ``fit``:
 
 - an **adversary** ``adversary(model, x, y, progress, index=None) -> x_in`` returns the inputs the
   step trains on, :math:`x_{in} = x + \delta`; ``progress`` in [0, 1) is the share of training done
-  and ``index`` the positions of the batch's examples in the training set (``fit`` always passes
-  it; an adversary with a memory per example, :class:`APART` with ``n_examples``, reads it, the
-  others ignore it). The step's loss is then :math:`L(h(x_{in}), y)` (plus a clean term with
-  ``fit(..., clean_weight=w)``);
+  and ``index`` the positions of the batch's examples in the training set (an adversary with a
+  memory per example, :class:`APART` with ``n_examples``, reads it). The step's loss is then
+  :math:`L(h(x_{in}), y)` (plus a clean term with ``fit(..., clean_weight=w)``);
 - a **regulariser** ``regularizer(model, x, progress, y=None) -> R`` adds a scalar to the loss,
   computed on the labelled batch (with its labels ``y``) or, with ``fit(..., unlabelled=x_u)``, on
   batches of ``x_u`` (``y`` is None).
+
+``fit`` hands ``index`` and ``y`` to whatever takes an argument of that name (:func:`accepts`), so a
+hand-written ``adversary(model, x, y, progress)`` or ``regularizer(model, x, progress)`` needs neither.
 
 The same conventions hold for every factory here:
 
@@ -40,9 +42,9 @@ Taught in :ref:`ch-pgd-training`.
 """
 from ._apart import APART
 from ._perturbations import fgm, fgsm, fgsm_rs, nfgsm, pgd
-from ._protocol import Adversary, Regularizer, Schedule, as_schedule, linear_ramp, staircase, step_size
+from ._protocol import Adversary, Regularizer, Schedule, accepts, as_schedule, linear_ramp, staircase, step_size
 from ._regularizers import gradalign, rpt, trades, trades_perturbation, vat
 
-__all__ = ["linear_ramp", "staircase", "as_schedule", "step_size",
+__all__ = ["linear_ramp", "staircase", "as_schedule", "step_size", "accepts",
            "fgsm", "fgsm_rs", "pgd", "fgm", "nfgsm", "APART", "vat", "rpt", "gradalign", "trades",
            "trades_perturbation"]

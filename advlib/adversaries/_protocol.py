@@ -1,6 +1,7 @@
 """The two call signatures of :mod:`advlib.adversaries`, eps schedules and step sizes."""
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -9,14 +10,27 @@ from torch import nn
 
 from ..utils import check_int, check_nonnegative, check_positive
 
-# adversary(model, x, y, progress, index=None) -> x_in
+# adversary(model, x, y, progress[, index]) -> x_in
 Adversary = Callable[..., torch.Tensor]
-# regularizer(model, x, progress, y=None) -> scalar
+# regularizer(model, x, progress[, y]) -> scalar
 Regularizer = Callable[[nn.Module, torch.Tensor, float, "torch.Tensor | None"], torch.Tensor]
 # progress in [0, 1] -> eps
 Schedule = Callable[[float], float]
 # eps -> the step size at that eps (None: the attack's default)
 StepSize = Callable[[float], "float | None"]
+
+
+def accepts(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` takes an argument called ``name`` (or any keyword, ``**kwargs``): how
+    :func:`advlib.train.fit` decides to hand an adversary ``index=`` and a regulariser ``y=``, so that
+    a hand-written ``adversary(model, x, y, progress)`` or ``regularizer(model, x, progress)``, which
+    needs neither, works as it is.
+    """
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): hand it nothing extra
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def linear_ramp(eps: float, fraction: float) -> Schedule:

@@ -4,6 +4,19 @@ Each recipe fixes its settings per budget (``smoke`` / ``book`` / ``paper``), so
 ``zoo.standard_mnist()`` or ``zoo.robust_mnist()`` and gets the same model the earlier chapter
 trained. The settings are part of the cache key: changing a recipe retrains it.
 
+Every recipe keeps one contract:
+
+- its signature is ``recipe(<what picks the model>, *, budget=None, seed=None, retrain=False,
+  root=None, verbose=True)``: the arguments that pick which model (``method``, ``n_labels``, ``eps``,
+  ``beta``, ``n_train``) come first and may be positional; everything else is keyword-only;
+- its model is cached under :func:`cache_name` (the recipe's name, then those arguments) with its
+  settings at the budget (:func:`recipe`) as the key;
+- it returns the model in eval mode with ``model.meta``: ``name``, ``budget``, ``config`` (the
+  settings), ``history`` (the training curve, a dict of columns; its ``time_s``, or ``time`` for
+  the chapter-03 recipes, counts the seconds of training only, evaluations left out), ``machine``
+  (where it was trained) and any record the recipe keeps beside them (``early_stopping``,
+  ``bn_recomputed``, ``init_time_s``).
+
 A recipe is an entry point, like a chapter's setup cell: it seeds the global random state with its
 ``seed`` before building the model (and before training it), so that the model it caches is the one
 its settings describe. Nothing else in ``advlib`` reseeds the global random state. Every recipe takes
@@ -33,38 +46,20 @@ chapter-03 and chapter-09 recipes train in one process only.
 """
 from __future__ import annotations
 
-# what the recipes use, importable from the package too (zoo.data, zoo.fit, ...)
-import time
-from typing import Callable, Sequence
-
-import pandas as pd
-import torch
-from torch import nn
-
-from .. import budget as _budget
-from .. import arae, cache, data, distributed, fast, large_eps, models, stats, text
-from ..evaluate import Accuracy, accuracy, attack as _attack, correct_mask, robust_mask
-from ..train import fit, recompute_batch_norm
-from ..utils import check_int, check_positive, get_device, new_generator, seed_everything
-
 # The recipes live in one module per chapter, each with its settings beside it; the package gathers
-# their names, and the private helpers that tests use, in one namespace.
-from ._common import (RECIPES, _cifar_model, _mnist_cnn, _one_process_only, _split, _train_with, _unpack_meta,
-                      _untimed, over_seeds, recipe)
+# their public names in one namespace (tests patch a recipe's training where it is: zoo._common, ...).
+from ._common import RECIPES, cache_name, over_seeds, recipe
 from ._standard import standard_mnist
 from ._pgd import robust_cifar, robust_mnist, standard_cifar
-from ._gradients import _CIFAR_L2_ALPHA, robust_cifar_l2, robust_mnist_l2, subset_mnist
-from ._fast_training import (FAST_METHODS, _fast_adversary, _fast_config, _fast_recipe, _fast_train,
-                             _robust_overfitting_train, fast_cifar, fast_mnist, robust_overfitting_cifar,
-                             robust_overfitting_mnist)
+from ._gradients import robust_cifar_l2, robust_mnist_l2, subset_mnist
+from ._fast_training import FAST_METHODS, fast_cifar, fast_mnist, robust_overfitting_cifar, robust_overfitting_mnist
 from ._sentiment import ARAE_VARIANTS, CORPUS_SETTINGS, arae_sentiment, sentiment_corpus, sentiment_language_model
-from ._large_perturbations import (EXTENDED_CIFAR_EPS, _LARGE_MNIST_COMMON, _large_eps_train, extended_cifar,
-                                   extended_mnist, iat_mnist, plain_large_mnist)
-from ._vat import VAT_LABELS, VAT_METHODS, VAT_XI_PAPER, _VAT_ONLY, vat_mnist
+from ._large_perturbations import EXTENDED_CIFAR_EPS, extended_cifar, extended_mnist, iat_mnist, plain_large_mnist
+from ._vat import VAT_LABELS, VAT_METHODS, VAT_XI_PAPER, vat_mnist
 from ._trades import trades_cifar, trades_mnist
 from . import _common, _fast_training, _gradients, _large_perturbations, _pgd, _sentiment, _standard, _trades, _vat
 
-__all__ = ["recipe", "over_seeds", "standard_mnist", "robust_mnist", "standard_cifar", "robust_cifar",
+__all__ = ["recipe", "over_seeds", "cache_name", "standard_mnist", "robust_mnist", "standard_cifar", "robust_cifar",
            "robust_mnist_l2", "robust_cifar_l2", "subset_mnist", "fast_mnist", "fast_cifar",
            "robust_overfitting_mnist", "robust_overfitting_cifar", "plain_large_mnist", "extended_mnist",
            "iat_mnist", "extended_cifar", "sentiment_corpus", "arae_sentiment", "sentiment_language_model",

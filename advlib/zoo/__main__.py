@@ -21,11 +21,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("name", choices=sorted(zoo.RECIPES), help="the recipe")
     train.add_argument("--budget", choices=_budget.BUDGETS, default=None,
                        help="smoke, book or paper (default: $ADVLIB_BUDGET, else book)")
-    train.add_argument("--variant", choices=sorted(zoo.ARAE_VARIANTS), default=None,
-                       help="arae_sentiment only: which weights of the two adversaries (default arae)")
-    train.add_argument("--method", choices=sorted(zoo.FAST_METHODS), default=None,
-                       help="fast_mnist and fast_cifar only: which fast-training method (default fgsm_rs on "
-                            "MNIST, fgsm on CIFAR-10)")
+    train.add_argument("--method", choices=sorted({*zoo.FAST_METHODS, *zoo.ARAE_VARIANTS}), default=None,
+                       help="fast_mnist and fast_cifar: which fast-training method (default fgsm_rs on MNIST, fgsm "
+                            "on CIFAR-10); arae_sentiment: which weights of the two adversaries (default arae)")
     train.add_argument("--n-train", type=int, default=None, dest="n_train",
                        help="subset_mnist only (required there): how many training images")
     train.add_argument("--eps", type=float, default=None,
@@ -41,10 +39,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parser().parse_args(argv)
-    if args.variant is not None and args.name != "arae_sentiment":
-        parser().error(f"--variant is an option of arae_sentiment only, not of {args.name}")
-    if args.method is not None and args.name not in ("fast_mnist", "fast_cifar"):
-        parser().error(f"--method is an option of fast_mnist and fast_cifar only, not of {args.name}")
+    if args.method is not None and args.name not in ("fast_mnist", "fast_cifar", "arae_sentiment"):
+        parser().error(f"--method is an option of fast_mnist, fast_cifar and arae_sentiment only, not of {args.name}")
     if args.name != "subset_mnist" and args.n_train is not None:
         parser().error(f"--n-train is an option of subset_mnist only, not of {args.name}")
     if args.name not in ("subset_mnist", "extended_cifar", "fast_cifar") and args.eps is not None:
@@ -54,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "subset_mnist" and args.n_train is None:
         parser().error("subset_mnist needs --n-train (how many training images)")
     budget = _budget.resolve(args.budget)
-    options = {"variant": args.variant} if args.variant is not None else {}
-    if args.method is not None:
-        options["method"] = args.method
+    options = {"method": args.method} if args.method is not None else {}
     if args.name == "subset_mnist":
         options.update(n_train=args.n_train, eps=0.0 if args.eps is None else args.eps)
     if args.name in ("extended_cifar", "fast_cifar") and args.eps is not None:

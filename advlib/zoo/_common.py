@@ -7,7 +7,6 @@ the refusal to train data-parallel (chapters 03, 06 and 09).
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -67,6 +66,14 @@ def _split(train_set: data.ImageData, cfg: dict) -> tuple[data.ImageData, data.I
         raise ValueError(f"n_train + n_val must be at most {len(train_set)}, got {n_train} + {n_val}")
     val, rest = train_set.split(n_val, seed=cfg["seed"])
     return (rest if n_train == len(rest) else rest.subset(n_train, seed=cfg["seed"])), val
+
+
+def cache_name(recipe: str, *variant: object) -> str:
+    """The name a recipe's model is cached under: the recipe's, then each argument that picks which
+    model (the method, the label count, beta, eps), as the recipe writes it, joined by ``_``:
+    ``cache_name("fast_mnist", "fgsm_rs")`` is ``"fast_mnist_fgsm_rs"``. A recipe without such an
+    argument is cached under its own name."""
+    return "_".join([recipe, *map(str, variant)])
 
 
 def eps_and_step(cfg: dict) -> dict:
@@ -133,31 +140,6 @@ def _cifar_model(cfg: dict) -> Callable[[], nn.Module]:
         return archs[cfg["arch"]](**options)
 
     return build
-
-
-def _untimed(callback: Callable[[nn.Module, dict], None]) -> Callable[[nn.Module, dict], None]:
-    """A :func:`advlib.train.fit` callback that runs ``callback`` and keeps the time spent in it (in
-    this and every earlier call) out of the history's ``time_s``, which then counts training only."""
-    spent = [0.0]  # seconds spent in the callback so far
-
-    def timed(net: nn.Module, row: dict) -> None:
-        start = time.perf_counter()
-        row["time_s"] = round(row["time_s"] - spent[0], 1)  # training time only
-        callback(net, row)
-        spent[0] += time.perf_counter() - start
-
-    return timed
-
-
-def _unpack_meta(model: nn.Module, key: str) -> nn.Module:
-    """For a recipe whose training returned ``{"history": ..., key: ...}`` (which the cache keeps whole
-    as the history): move ``key`` to ``model.meta[key]`` and leave the history table in
-    ``model.meta["history"]``. A model whose training returned the history alone is left as it is."""
-    hist = model.meta.get("history", {})
-    if isinstance(hist, dict) and key in hist:
-        model.meta[key] = hist[key]
-        model.meta["history"] = hist["history"]
-    return model
 
 
 def _one_process_only(name: str, loop: str) -> None:

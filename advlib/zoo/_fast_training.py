@@ -14,7 +14,7 @@ from .. import adversaries, cache, data, fast
 from ..evaluate import accuracy, attack as _attack, correct_mask, robust_mask
 from ..train import fit
 from ..utils import get_device, new_generator, seed_everything
-from ._common import RECIPES, eps_and_step, _cifar_model, _mnist_cnn, _one_process_only, _split, _unpack_meta, _untimed, recipe
+from ._common import RECIPES, cache_name, eps_and_step, _cifar_model, _mnist_cnn, _one_process_only, _split, recipe
 
 RECIPES.update({
     # Chapter 09: the Madry CNN trained on MNIST at eps = 0.3 with a single-step (or a cheap) adversary;
@@ -169,11 +169,10 @@ def _fast_recipe(name: str, method: str, build: Callable[[dict], Callable[[], nn
                  **overrides) -> nn.Module:
     """The chapter-09 recipe ``name`` for ``method``: its settings (with the overrides that are not
     None), trained by :func:`_fast_train` on ``load()`` or loaded from the cache as
-    ``<name>_<method>``, with the early-stopping row unpacked into ``model.meta``."""
+    ``<name>_<method>``; an early-stopping run's kept row is ``model.meta["early_stopping"]``."""
     cfg = _fast_config(name, method, budget, **overrides)
-    model = cache.load_or_train(f"{name}_{method}", build(cfg), _fast_train(name, cfg, load), cfg, cfg["budget"],
-                                retrain, verbose=verbose)
-    return _unpack_meta(model, "early_stopping")
+    return cache.load_or_train(cache_name(name, method), build(cfg), _fast_train(name, cfg, load), cfg, cfg["budget"],
+                               retrain, verbose=verbose)
 
 
 def _fast_config(name: str, method: str, budget: str | None, **overrides) -> dict:
@@ -222,7 +221,7 @@ def _fast_train(name: str, cfg: dict, load: Callable[[], data.ImageData]) -> Cal
 
         history = fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                       warmup=cfg["warmup"], adversary=adversary, regularizer=regularizer, evals=cfg["evals"],
-                      amp=cfg["amp"], seed=cfg["seed"], callback=_untimed(callback))
+                      amp=cfg["amp"], seed=cfg["seed"], callback=callback)
         if stopper is not None:
             return {"history": history, "early_stopping": stopper.restore(model)}
         return history
@@ -230,8 +229,8 @@ def _fast_train(name: str, cfg: dict, load: Callable[[], data.ImageData]) -> Cal
     return train
 
 
-def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, root=None,
-                             verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def robust_overfitting_mnist(*, budget: str | None = None, seed: int | None = None, retrain: bool = False,
+                             root=None, verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD-7 at :math:`\epsilon = 0.3` on a small subset of MNIST
     (``n_train`` images) for many epochs with Rice et al.'s piecewise learning-rate decay
     (:func:`advlib.loops.lr_factor`), the setting in which Rice et al. saw *robust overfitting*
@@ -251,8 +250,8 @@ def robust_overfitting_mnist(budget: str | None = None, retrain: bool = False, r
                                verbose=verbose)
 
 
-def robust_overfitting_cifar(budget: str | None = None, retrain: bool = False, root=None,
-                             verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def robust_overfitting_cifar(*, budget: str | None = None, seed: int | None = None, retrain: bool = False,
+                             root=None, verbose: bool = True) -> nn.Module:
     r"""Chapter 07's small CIFAR-10 CNN in :func:`robust_overfitting_mnist`'s experiment: PGD training at
     :math:`\epsilon = 8/255` on a small subset of CIFAR-10 for many epochs with Rice et al.'s
     piecewise learning-rate decay, and the same curves in ``model.meta["history"]``. The returned
@@ -296,6 +295,6 @@ def _robust_overfitting_train(name: str, cfg: dict,
         adversary = adversaries.pgd(**eps_and_step(cfg), steps=cfg["steps"])
         return fit(model, train_set, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                    schedule="piecewise", warmup=0.0, adversary=adversary, evals=cfg["evals"], amp=cfg["amp"],
-                   seed=cfg["seed"], callback=_untimed(callback))
+                   seed=cfg["seed"], callback=callback)
 
     return train

@@ -11,7 +11,7 @@ from .. import adversaries, cache, data
 from ..train import fit
 from ..utils import check_int, check_nonnegative, seed_everything
 from . import _pgd  # noqa: F401  robust_cifar's settings, which robust_cifar_l2's are built from
-from ._common import RECIPES, _cifar_model, _mnist_cnn, _train_with, recipe
+from ._common import RECIPES, cache_name, _cifar_model, _mnist_cnn, _train_with, recipe
 
 RECIPES.update({
     # Chapter 08: the Madry CNN with PGD adversarial training against an L2 adversary, eps = 2.0 (the
@@ -51,7 +51,8 @@ RECIPES["robust_cifar_l2"] = {
 }
 
 
-def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def robust_mnist_l2(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                    verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD adversarial training against an L2 adversary,
     :math:`\|\delta\|_2 \le \epsilon = 2.0`. Chapter 08.
 
@@ -60,7 +61,7 @@ def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None,
     from a random start in the ball (:func:`advlib.attacks.pgd` with ``norm=2``). At the ``book``
     budget: 3 steps of eps/2, eps ramped over the first 20%, Adam 1e-3 with warm-up and linear decay,
     3 epochs, bf16 autocast where native. ``model.meta["history"]`` holds held-out clean and L2 PGD-10
-    accuracy and the wall time.
+    accuracy and the training time.
     """
     cfg = recipe("robust_mnist_l2", budget, seed)
 
@@ -68,7 +69,8 @@ def robust_mnist_l2(budget: str | None = None, retrain: bool = False, root=None,
     return cache.load_or_train("robust_mnist_l2", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
-def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def robust_cifar_l2(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                    verbose: bool = True) -> nn.Module:
     r"""The small CIFAR-10 CNN of :func:`robust_cifar` trained with PGD adversarial training against an
     L2 adversary, :math:`\|\delta\|_2 \le \epsilon = 0.5`; PreAct-ResNet18 at the ``paper`` budget.
     Chapter 08.
@@ -76,7 +78,7 @@ def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None,
     At the ``book`` budget: 2 normalised-gradient steps of 0.375 from a random start in the L2 ball,
     eps ramped over the first 10%, Adam 1e-3 with warm-up and linear decay, bf16 autocast where
     native, 4 epochs: :func:`robust_cifar`'s schedule with the L-inf ball replaced by the L2 ball.
-    ``model.meta["history"]`` holds held-out clean and L2 PGD-10 accuracy and the wall time.
+    ``model.meta["history"]`` holds held-out clean and L2 PGD-10 accuracy and the training time.
     """
     cfg = recipe("robust_cifar_l2", budget, seed)
     train = _train_with(cfg, lambda: data.cifar10(train=True, root=root), adversarial=True)
@@ -84,13 +86,13 @@ def robust_cifar_l2(budget: str | None = None, retrain: bool = False, root=None,
                                verbose=verbose)
 
 
-def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retrain: bool = False, root=None,
-                 verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def subset_mnist(n_train: int, eps: float = 0.0, *, budget: str | None = None, seed: int | None = None,
+                 retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained on ``n_train`` seeded training images for the recipe's fixed number
     of steps: normally when ``eps`` is 0, else with L2 PGD adversarial training at ``eps`` (``pgd_steps``
     steps of eps/2 from a random start, as :func:`robust_mnist_l2`). For Tsipras et al.'s Figure 1:
     with few training images adversarial training can help clean accuracy, with many it costs some.
-    ``model.meta["history"]`` has one row, at the end (training loss and accuracy, wall time).
+    ``model.meta["history"]`` has one row, at the end (training loss and accuracy, training time).
     """
     n_train = check_int(n_train, "n_train", minimum=1)
     eps = float(check_nonnegative(eps, "eps"))
@@ -112,5 +114,5 @@ def subset_mnist(n_train: int, eps: float = 0.0, budget: str | None = None, retr
                    warmup=cfg["warmup"],
                    adversary=adversary, evals=1, amp=cfg["amp"], seed=cfg["seed"])
 
-    return cache.load_or_train(f"subset_mnist_{n_train}_eps{eps:g}", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
+    return cache.load_or_train(cache_name("subset_mnist", n_train, f"eps{eps:g}"), _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)

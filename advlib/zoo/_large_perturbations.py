@@ -12,7 +12,7 @@ from .. import adversaries, cache, data
 from ..evaluate import attack as _attack
 from ..train import fit
 from ..utils import get_device, seed_everything
-from ._common import RECIPES, _cifar_model, _mnist_cnn, _split, recipe
+from ._common import RECIPES, cache_name, _cifar_model, _mnist_cnn, _split, recipe
 from ._pgd import robust_cifar, robust_mnist
 
 # Chapter 10: the Madry CNN trained at the large eps 0.4 (L-inf) three ways. Each budget's settings
@@ -84,7 +84,8 @@ def _large_eps_train(cfg: dict, load: Callable[[], data.ImageData], init: nn.Mod
     return train
 
 
-def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def plain_large_mnist(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                      verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained from scratch with PGD adversarial training at
     :math:`\epsilon = 0.4` (L-inf), no ramp and no curriculum: the failure chapter 10 starts from.
     ``model.meta["history"]`` holds the training loss and held-out clean and PGD accuracy.
@@ -95,7 +96,8 @@ def plain_large_mnist(budget: str | None = None, retrain: bool = False, root=Non
                                verbose=verbose)
 
 
-def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def extended_mnist(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                   verbose: bool = True) -> nn.Module:
     r"""Extended adversarial training: :func:`robust_mnist` (trained at :math:`\epsilon = 0.3`), then
     PGD adversarial training at :math:`\epsilon = 0.4`. At the ``book`` budget: 3 epochs, PGD-10 of
     step 0.1 from a random start, Adam 5e-4 with warm-up and linear decay (the paper: 5 epochs of
@@ -103,7 +105,7 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
     time is in ``model.meta["init_time_s"]``.
     """
     cfg = recipe("extended_mnist", budget, seed)
-    base = robust_mnist(cfg["budget"], root=root, verbose=verbose, seed=seed)
+    base = robust_mnist(budget=cfg["budget"], root=root, verbose=verbose, seed=seed)
     cfg["init"] = {"recipe": "robust_mnist", "config": base.meta["config"]}
     train = _large_eps_train(cfg, lambda: data.mnist(train=True, root=root), init=base)
     model = cache.load_or_train("extended_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain,
@@ -112,7 +114,8 @@ def extended_mnist(budget: str | None = None, retrain: bool = False, root=None, 
     return model
 
 
-def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def iat_mnist(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+              verbose: bool = True) -> nn.Module:
     r"""IAT, the paper's growing-:math:`\epsilon` curriculum, from scratch: PGD adversarial training
     with :math:`\epsilon` in ``stages`` equal stages :math:`0.4 (k + 1) / K`
     (:func:`advlib.adversaries.staircase`). At the ``book`` budget: 1.5 epochs in 8 stages
@@ -123,8 +126,8 @@ def iat_mnist(budget: str | None = None, retrain: bool = False, root=None, verbo
     return cache.load_or_train("iat_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
-def extended_cifar(eps: float = 16 / 255, budget: str | None = None, retrain: bool = False, root=None,
-                   verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def extended_cifar(eps: float = 16 / 255, *, budget: str | None = None, seed: int | None = None,
+                   retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""Extended adversarial training on CIFAR-10: :func:`robust_cifar` (:math:`\epsilon = 8/255`),
     then PGD adversarial training at ``eps``, one of ``EXTENDED_CIFAR_EPS`` (16/255, 32/255). At the
     ``book`` budget: 2 epochs, PGD-3 of step 2.5 eps / 3 from a random start, Adam 5e-4 with warm-up
@@ -134,9 +137,9 @@ def extended_cifar(eps: float = 16 / 255, budget: str | None = None, retrain: bo
     if not any(abs(float(eps) - e) < 1e-9 for e in EXTENDED_CIFAR_EPS):
         raise ValueError(f"eps must be one of 16/255, 32/255 (EXTENDED_CIFAR_EPS), got {eps!r}")
     cfg = recipe("extended_cifar", budget, seed)
-    base = robust_cifar(cfg["budget"], root=root, verbose=verbose, seed=seed)
+    base = robust_cifar(budget=cfg["budget"], root=root, verbose=verbose, seed=seed)
     cfg.update(eps=float(eps), stages=1, init={"recipe": "robust_cifar", "config": base.meta["config"]})
-    name = f"extended_cifar_{round(float(eps) * 255)}"
+    name = cache_name("extended_cifar", round(float(eps) * 255))
     train = _large_eps_train(cfg, lambda: data.cifar10(train=True, root=root), init=base,
                              optimizer=cfg["optimizer"])
     model = cache.load_or_train(name, _cifar_model(base.meta["config"]), train, cfg, cfg["budget"], retrain,

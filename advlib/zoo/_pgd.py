@@ -56,7 +56,8 @@ RECIPES.update({
 })
 
 
-def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def robust_mnist(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                 verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained with PGD adversarial training at :math:`\epsilon = 0.3` (L-inf).
     Chapter 07.
 
@@ -66,7 +67,7 @@ def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, ve
     ``book`` budget: 3 steps of 0.15, Adam 1e-3 with warm-up and linear decay, 7 epochs, bf16 autocast
     where the hardware has it natively;
     chapter 07 measures its accuracy, clean and under attack. ``model.meta["history"]`` holds the
-    training curve (held-out clean and PGD accuracy, wall time).
+    training curve (held-out clean and PGD accuracy, training time).
     """
     cfg = recipe("robust_mnist", budget, seed)
 
@@ -74,7 +75,8 @@ def robust_mnist(budget: str | None = None, retrain: bool = False, root=None, ve
     return cache.load_or_train("robust_mnist", _mnist_cnn(cfg), train, cfg, cfg["budget"], retrain, verbose=verbose)
 
 
-def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def standard_cifar(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                   verbose: bool = True) -> nn.Module:
     """The small CIFAR-10 CNN (:func:`advlib.models.small_cifar_cnn`) trained without adversarial
     examples; PreAct-ResNet18 at the ``paper`` budget. Chapter 07.
 
@@ -87,7 +89,8 @@ def standard_cifar(budget: str | None = None, retrain: bool = False, root=None, 
                                verbose=verbose)
 
 
-def robust_cifar(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def robust_cifar(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                 verbose: bool = True) -> nn.Module:
     r"""The small CIFAR-10 CNN trained with PGD adversarial training at :math:`\epsilon = 8/255`
     (L-inf); PreAct-ResNet18 with Madry et al.'s PGD-7 at the ``paper`` budget. Chapter 07.
 

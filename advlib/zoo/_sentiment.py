@@ -10,14 +10,14 @@ import torch
 
 from .. import arae, cache, text
 from ..utils import check_int
-from ._common import RECIPES, _one_process_only, recipe
+from ._common import RECIPES, cache_name, _one_process_only, recipe
 
 RECIPES.update({
     # Chapter 03: adversarially regularised autoencoders on the sentiment corpus (sentences of at most
     # max_len tokens rated at least 0.5 from neutral), one LSTM decoder per sentiment. book: the
     # reference code's sizes (embedding and LSTM 128, noise 32, MLPs 128) on a vocabulary of the
     # tokens seen twice; Adam for the autoencoder instead of SGD at lr 1 (see arae.make_optimizers).
-    # ``variant`` (an argument of the recipe) sets the two weights.
+    # ``method`` (an argument of the recipe) sets the two weights.
     "arae_sentiment": {
         "smoke": dict(max_len=12, vocab_size=2000, min_count=3, n_test=300, embed=32, hidden=64, code=32,
                       noise=16, mlp=64, steps=250, batch_size=32, critic_steps=2, noise_std=0.1, lr=1e-2,
@@ -42,7 +42,7 @@ RECIPES.update({
 CORPUS_SETTINGS = ("max_len", "vocab_size", "min_count", "n_test", "seed")
 
 ARAE_VARIANTS: dict[str, dict[str, float]] = {
-    # variant -> the weights of arae.ARAESettings: the critic's gradient into the encoder (lambda_1)
+    # method -> the weights of arae.ARAESettings: the critic's gradient into the encoder (lambda_1)
     # and the encoder's loss against the code classifier (lambda_2)
     "ae": dict(lambda_critic=0.0, lambda_class=0.0),          # plain autoencoder, two decoders
     "ae_classifier": dict(lambda_critic=0.0, lambda_class=1.0),  # no critic into the encoder
@@ -51,7 +51,7 @@ ARAE_VARIANTS: dict[str, dict[str, float]] = {
 }
 
 
-def sentiment_corpus(budget: str | None = None, root=None) -> text.SentimentCorpus:
+def sentiment_corpus(*, budget: str | None = None, root=None) -> text.SentimentCorpus:
     """The sentiment corpus with the settings of the ``arae_sentiment`` recipe at ``budget``
     (the same sentences, split and vocabulary the chapter-03 models were trained on).
     """
@@ -60,21 +60,21 @@ def sentiment_corpus(budget: str | None = None, root=None) -> text.SentimentCorp
                                  n_test=cfg["n_test"], seed=cfg["seed"], root=root)
 
 
-def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bool = False, root=None,
-                   verbose: bool = True, *, seed: int | None = None) -> arae.ARAE:
+def arae_sentiment(method: str = "arae", *, budget: str | None = None, seed: int | None = None,
+                   retrain: bool = False, root=None, verbose: bool = True) -> arae.ARAE:
     """An ARAE with one decoder per sentiment, trained on :func:`sentiment_corpus`.
 
-    ``variant`` is one of ``ARAE_VARIANTS``: ``"ae"`` (no adversary pushes on the codes),
+    ``method`` is one of ``ARAE_VARIANTS``: ``"ae"`` (no adversary pushes on the codes),
     ``"ae_classifier"`` (only the code classifier does), ``"arae"`` (critic and classifier, the
     reference code's weights) and ``"arae_x10"`` (ten times the critic's weight). The critic and the
     generator are trained in every variant, so every model has a learned prior to sample from.
     ``model.meta["history"]`` holds the losses, the held-out token accuracy and the wall time.
     """
-    if variant not in ARAE_VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(ARAE_VARIANTS)}, got {variant!r}")
+    if method not in ARAE_VARIANTS:
+        raise ValueError(f"method must be one of {sorted(ARAE_VARIANTS)}, got {method!r}")
     cfg = recipe("arae_sentiment", budget, seed)  # the seed of the training; the corpus keeps its split
-    cfg.update(variant=variant, **ARAE_VARIANTS[variant])
-    corpus = sentiment_corpus(cfg["budget"], root)
+    cfg.update(variant=method, **ARAE_VARIANTS[method])  # the settings' key keeps its name: cache keys stay
+    corpus = sentiment_corpus(budget=cfg["budget"], root=root)
 
     def build() -> arae.ARAE:
         torch.manual_seed(cfg["seed"])
@@ -89,14 +89,14 @@ def arae_sentiment(variant: str = "arae", budget: str | None = None, retrain: bo
                                noise_std=cfg["noise_std"], lr_autoencoder=cfg["lr"],
                                log_every=max(cfg["steps"] // 15, 1), seed=cfg["seed"])
 
-    model = cache.load_or_train(f"arae_sentiment_{variant}", build, train, cfg, cfg["budget"], retrain,
+    model = cache.load_or_train(cache_name("arae_sentiment", method), build, train, cfg, cfg["budget"], retrain,
                                 verbose=verbose)
     model.vocab = corpus.vocab
     return model
 
 
-def sentiment_language_model(budget: str | None = None, retrain: bool = False, root=None,
-                             verbose: bool = True, *, seed: int | None = None) -> arae.LanguageModel:
+def sentiment_language_model(*, budget: str | None = None, seed: int | None = None, retrain: bool = False,
+                             root=None, verbose: bool = True) -> arae.LanguageModel:
     """An LSTM language model of the training sentences of :func:`sentiment_corpus`, to score the
     fluency of generated and transferred sentences by perplexity.
     """
@@ -106,7 +106,7 @@ def sentiment_language_model(budget: str | None = None, retrain: bool = False, r
     if seed is not None:  # the seed of the training; the corpus keeps its split (and its "seed")
         cfg["train_seed"] = check_int(seed, "seed")
     train_seed = cfg.get("train_seed", cfg["seed"])
-    corpus = sentiment_corpus(cfg["budget"], root)
+    corpus = sentiment_corpus(budget=cfg["budget"], root=root)
 
     def build() -> arae.LanguageModel:
         torch.manual_seed(train_seed)

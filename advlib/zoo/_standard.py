@@ -20,7 +20,8 @@ RECIPES.update({
 })
 
 
-def standard_mnist(budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def standard_mnist(*, budget: str | None = None, seed: int | None = None, retrain: bool = False, root=None,
+                   verbose: bool = True) -> nn.Module:
     """The Madry MNIST CNN trained without adversarial examples (Adam, linear decay). Chapter 00.
 
     At the ``book`` budget: 3 epochs over the 60k training images (chapter 00 measures its accuracy).

@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import cache, data
 from ..utils import check_positive
-from ._common import RECIPES, _cifar_model, _mnist_cnn, _train_with, recipe
+from ._common import RECIPES, cache_name, _cifar_model, _mnist_cnn, _train_with, recipe
 
 RECIPES.update({
     # TRADES on MNIST, TRADES-style at smoke and book: robust_mnist's network, data, optimiser, schedule,
@@ -42,8 +42,8 @@ RECIPES.update({
 })
 
 
-def trades_mnist(beta: float | None = None, budget: str | None = None, retrain: bool = False, root=None,
-                 verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def trades_mnist(beta: float | None = None, *, budget: str | None = None, seed: int | None = None,
+                 retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""The Madry MNIST CNN trained with TRADES at :math:`\epsilon = 0.3` (L-inf):
 
     .. math:: \min_\theta \mathbb E\Big[\mathrm{CE}(f_\theta(x), y) + \beta\,
@@ -61,8 +61,8 @@ def trades_mnist(beta: float | None = None, budget: str | None = None, retrain: 
                    verbose, seed)
 
 
-def trades_cifar(beta: float | None = None, budget: str | None = None, retrain: bool = False, root=None,
-                 verbose: bool = True, *, seed: int | None = None) -> nn.Module:
+def trades_cifar(beta: float | None = None, *, budget: str | None = None, seed: int | None = None,
+                 retrain: bool = False, root=None, verbose: bool = True) -> nn.Module:
     r"""Chapter 07's small CIFAR-10 CNN (PreAct-ResNet18 at ``paper``) trained with TRADES at
     :math:`\epsilon = 8/255` (L-inf), the loss of :func:`trades_mnist`; ``beta`` default 6.0 (the
     paper's CIFAR-10 value). TRADES-style at ``smoke`` and ``book``: :func:`robust_cifar`'s budget and
@@ -80,5 +80,5 @@ def _trades(name: str, build: Callable[[dict], Callable[[], nn.Module]], load: C
     if beta is not None:
         cfg["beta"] = check_positive(beta, "beta")
     train = _train_with(cfg, load, adversarial=True)
-    return cache.load_or_train(f"{name}_beta{cfg['beta']:g}", build(cfg), train, cfg, cfg["budget"], retrain,
+    return cache.load_or_train(cache_name(name, f"beta{cfg['beta']:g}"), build(cfg), train, cfg, cfg["budget"], retrain,
                                verbose=verbose)

@@ -12,7 +12,7 @@ from .. import adversaries, cache, data, models
 from ..evaluate import accuracy
 from ..train import fit, recompute_batch_norm
 from ..utils import check_int, check_positive, get_device, seed_everything
-from ._common import RECIPES, _one_process_only, _unpack_meta, recipe
+from ._common import RECIPES, cache_name, _one_process_only, recipe
 
 # Chapter 06: virtual adversarial training on MNIST (Miyato et al.). The ReLU MLP of the reference
 # code's supervised command, 784-1200-600-300-150-10, batch norm before every ReLU, in both settings
@@ -68,7 +68,7 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
     are recomputed over the training images (:func:`advlib.train.recompute_batch_norm`).
 
     ``model.meta["history"]`` holds the training curve (loss, accuracy on a seeded subset of
-    ``n_monitor`` test images, wall time ``time_s``); ``model.meta["bn_recomputed"]`` the monitor
+    ``n_monitor`` test images, training time ``time_s``); ``model.meta["bn_recomputed"]`` the monitor
     accuracy before and after the statistics were recomputed, and its time.
     """
     if method not in VAT_METHODS:
@@ -130,11 +130,6 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
                                                       "batches": batches,
                                                       "time_s": round(time.perf_counter() - start, 1)}}
 
-    if supervised:
-        name = f"vat_mnist_all_{method}"
-    else:
-        name = f"vat_mnist_{n_labels}_{method}"
-    if method == "vat":
-        name += f"_xi{cfg['xi']:g}"
-    model = cache.load_or_train(name, build, train, cfg, cfg["budget"], retrain, verbose=verbose)
-    return _unpack_meta(model, "bn_recomputed")
+    name = cache_name("vat_mnist", "all" if supervised else n_labels, method,
+                      *([f"xi{cfg['xi']:g}"] if method == "vat" else []))
+    return cache.load_or_train(name, build, train, cfg, cfg["budget"], retrain, verbose=verbose)
