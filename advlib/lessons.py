@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import budget as _budget
@@ -49,7 +50,7 @@ class Ledger:
         unknown = set(budgets) - set(_budget.BUDGETS)
         if unknown or not budgets:
             raise ValueError(f"budgets must name some of {_budget.BUDGETS}, got {budgets!r}")
-        is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"
+        is_bool = isinstance(value, (bool, np.bool_))
         if is_bool and (at_least is not None or at_most is not None):
             raise ValueError(f"lesson {lesson!r}: a True/False value takes no at_least or at_most")
         if not is_bool and at_least is None and at_most is None:
