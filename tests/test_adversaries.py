@@ -1,7 +1,6 @@
 """advlib.adversaries: the eps schedules and step sizes every factory shares; the old names against
 the new ones; TRADES and N-FGSM: the loss against a direct implementation of the paper's, the inner
 maximisation, the unprojected noisy step, and one epoch of fit with each."""
-import copy
 import math
 
 import pytest
@@ -12,15 +11,7 @@ from scipy import stats
 
 from advlib import _aliases, adversaries, attacks, fast, large_eps, train
 from advlib.utils import eval_mode
-from conftest import TinyNet
-
-
-def toy_data(n=128, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = torch.rand(n, 1, 12, 12, generator=g) * 0.3
-    x[torch.arange(n), 0, y, y] = 1.0  # a learnable bright pixel per class
-    return x, y
+from test_train import toy_data
 
 
 def tiny_mlp(dtype=torch.float64, seed=0):

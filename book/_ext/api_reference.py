@@ -106,13 +106,12 @@ NOT_IN_A_CHAPTER = {
     **{f"advlib.{name}": "the evidence layer, which the chapters adopt as they are re-executed" for name in (
         "worst_case.Headline", "worst_case.headline", "worst_case.cached_robustness", "worst_case.describe_attack",
         "worst_case.evaluation_flags", "worst_case.evaluation_path", "stats.ClusteredInterval", "stats.PairedComparison",
-        "stats.SeedMean", "stats.clustered_interval", "stats.paired_comparison", "stats.seed_mean",
-        "lessons.Ledger", "data.eval_subset", "data.load", "zoo.over_seeds",
-        "zoo.trades_mnist", "zoo.trades_cifar", "budget.chapter_table")},
+        "stats.clustered_interval", "stats.paired_comparison", "data.eval_subset", "data.load", "zoo.over_seeds",
+        "zoo.trades_mnist", "zoo.trades_cifar")},
     "advlib.results.load_results": "read by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
     "advlib.results.verdict": "computed by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
     "advlib.distributed.close": "ends a data-parallel run under torchrun (benchmarks/distributed.py)",
-    "advlib.models.gan.mnist_gan": "the GAN of the Colab-scale run, which chapter 01 replaces at the book budget",
+    "advlib.models.gan.mnist_gan": "a ready MNIST pair; chapter 01 builds its networks from the classes directly",
 }
 
 
