@@ -32,37 +32,29 @@ def _alias_of(new):
     return mark
 
 
-def _eps_and_alpha(eps: float, alpha: float | None, eps_ramp: float) -> dict:
-    """The new arguments for an old (eps, alpha at the full eps, eps_ramp)."""
-    if not eps_ramp:
-        return dict(eps=eps, alpha=alpha)
-    ratio = None if alpha is None or eps == 0 else alpha / eps
-    return dict(eps=adv.linear_ramp(eps, eps_ramp), alpha_ratio=ratio)
-
-
 @_alias_of(adv.fgsm)
 def fgsm_adversary(eps, *, eps_ramp=0.0):
-    return adv.fgsm(_eps_and_alpha(eps, None, eps_ramp)["eps"])
+    return adv.fgsm(adv.ramped(eps, None, eps_ramp)["eps"])
 
 
 @_alias_of(adv.fgsm_rs)
 def fgsm_rs_adversary(eps, *, alpha=None, eps_ramp=0.0, clip_start=True):
-    return adv.fgsm_rs(**_eps_and_alpha(eps, alpha, eps_ramp), clip_start=clip_start)
+    return adv.fgsm_rs(**adv.ramped(eps, alpha, eps_ramp), clip_start=clip_start)
 
 
 @_alias_of(adv.pgd)
 def pgd_adversary(eps, *, alpha=None, steps=7, norm="inf", random_start=True, eps_ramp=0.0):
-    return adv.pgd(**_eps_and_alpha(eps, alpha, eps_ramp), steps=steps, norm=norm, random_start=random_start)
+    return adv.pgd(**adv.ramped(eps, alpha, eps_ramp), steps=steps, norm=norm, random_start=random_start)
 
 
 @_alias_of(adv.fgm)
 def fgm_adversary(eps, *, norm=2, bounds=None, eps_ramp=0.0):
-    return adv.fgm(_eps_and_alpha(eps, None, eps_ramp)["eps"], norm=norm, bounds=bounds)
+    return adv.fgm(adv.ramped(eps, None, eps_ramp)["eps"], norm=norm, bounds=bounds)
 
 
 @_alias_of(adv.vat)
 def vat_regularizer(eps, *, xi=1e-6, power_iterations=1, weight=1.0, eps_ramp=0.0):
-    return adv.vat(_eps_and_alpha(eps, None, eps_ramp)["eps"], xi=xi, power_iterations=power_iterations,
+    return adv.vat(adv.ramped(eps, None, eps_ramp)["eps"], xi=xi, power_iterations=power_iterations,
                    weight=weight)
 
 

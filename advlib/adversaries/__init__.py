@@ -42,9 +42,9 @@ Taught in :ref:`ch-pgd-training`.
 """
 from ._apart import APART
 from ._perturbations import fgm, fgsm, fgsm_rs, nfgsm, pgd
-from ._protocol import Adversary, Regularizer, Schedule, accepts, as_schedule, linear_ramp, staircase, step_size
+from ._protocol import Adversary, Regularizer, Schedule, accepts, as_schedule, linear_ramp, ramped, staircase, step_size
 from ._regularizers import gradalign, rpt, trades, trades_perturbation, vat
 
-__all__ = ["linear_ramp", "staircase", "as_schedule", "step_size", "accepts",
+__all__ = ["linear_ramp", "ramped", "staircase", "as_schedule", "step_size", "accepts",
            "fgsm", "fgsm_rs", "pgd", "fgm", "nfgsm", "APART", "vat", "rpt", "gradalign", "trades",
            "trades_perturbation"]

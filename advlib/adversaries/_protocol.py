@@ -73,6 +73,17 @@ def staircase(eps_max: float, stages: int, *, eps_min: float | None = None) -> S
     return eps_at
 
 
+def ramped(eps: float, alpha: float | None, fraction: float) -> dict:
+    """The ``eps`` and step arguments of this module's factories for an eps ramped linearly over the
+    first ``fraction`` of training with ``alpha`` the step at the full eps: no ramp, ``eps`` and the
+    absolute ``alpha``; a ramp, :func:`linear_ramp` and ``alpha_ratio = alpha / eps``, so that the
+    step follows the ramp. (The form the zoo's settings, and the old factories, write a ramp in.)
+    """
+    if not fraction:
+        return {"eps": eps, "alpha": alpha}
+    return {"eps": linear_ramp(eps, fraction), "alpha_ratio": None if alpha is None or eps == 0 else alpha / eps}
+
+
 def as_schedule(eps: float | Schedule, name: str = "eps") -> Schedule:
     """``eps`` as a schedule: a number >= 0 becomes a constant one; a callable ``progress -> eps``
     is wrapped so that each value it returns is checked (a finite number >= 0, else ``ValueError``

@@ -81,10 +81,7 @@ def eps_and_step(cfg: dict) -> dict:
     :mod:`advlib.adversaries`: without a ramp, eps and the absolute step; with one (the settings'
     ``alpha`` is the step at the full eps), a :func:`~advlib.adversaries.linear_ramp` and the step
     as a multiple of the eps of the moment, so the step follows the ramp."""
-    eps, alpha, ramp = cfg["eps"], cfg.get("alpha"), cfg.get("eps_ramp", 0.0)
-    if not ramp:
-        return {"eps": eps, "alpha": alpha}
-    return {"eps": adversaries.linear_ramp(eps, ramp), "alpha_ratio": None if alpha is None else alpha / eps}
+    return adversaries.ramped(cfg["eps"], cfg.get("alpha"), cfg.get("eps_ramp", 0.0))
 
 
 def _train_with(cfg: dict, load: Callable[[], data.ImageData], adversarial: bool) -> Callable[[nn.Module], object]:
