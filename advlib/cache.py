@@ -200,8 +200,9 @@ def load(model: nn.Module, path: str | os.PathLike) -> dict:
 
 
 def _jsonable(obj: Any) -> Any:
-    """History tables, arrays, tensors and numpy scalars as plain lists/numbers, so ``weights_only``
-    loads them."""
+    """History tables, arrays, tensors, numpy scalars and subclasses of the built-in numbers (an
+    :class:`~advlib.evaluate.Accuracy` in a record) as plain lists/numbers, so ``weights_only`` loads
+    them."""
     import pandas as pd
 
     if isinstance(obj, pd.DataFrame):
@@ -212,6 +213,11 @@ def _jsonable(obj: Any) -> Any:
         return [_jsonable(v) for v in obj]
     if hasattr(obj, "tolist"):  # numpy scalars and arrays, tensors
         return obj.tolist()
+    if type(obj) in (bool, int, float, str):
+        return obj
+    for plain in (bool, int, float, str):  # a subclass would need its class to load
+        if isinstance(obj, plain):
+            return plain(obj)
     return obj
 
 

@@ -47,6 +47,20 @@ def test_load_or_train_trains_once_then_loads(cache_in_tmp):
     assert calls == [1, 1]
 
 
+def test_records_holding_accuracies_load_with_weights_only(cache_in_tmp):
+    """A record beside the history may hold an evaluate.Accuracy (a float subclass); it is stored as a
+    plain float, so that the file loads with weights_only (it did not: the class is no allowed global)."""
+    from advlib.evaluate import Accuracy
+
+    def train(model):
+        return {"history": {"loss": [1.0], "bf16": [True]}, "probes": [{"step": 1, "acc": Accuracy(3, 4)}]}
+
+    cache.load_or_train("toy", small, train, {"lr": 1}, "smoke", device="cpu", verbose=False)
+    m = cache.load_or_train("toy", small, train, {"lr": 1}, "smoke", device="cpu", verbose=False)
+    assert m.meta["probes"] == [{"step": 1, "acc": 0.75}] and type(m.meta["probes"][0]["acc"]) is float
+    assert m.meta["history"]["bf16"] == [True] and type(m.meta["history"]["bf16"][0]) is bool
+
+
 def test_corrupt_checkpoint_is_a_clear_error(cache_in_tmp):
     path = cache.path_for("toy", {}, "smoke")
     path.write_bytes(b"this is not a checkpoint")
