@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import attacks as _attacks
+from .stats import wilson_interval as _wilson  # the interval of every Accuracy (scipy.stats)
 from .utils import (bf16_autocast, check_images, check_int, check_labels, check_model_input, check_nonnegative,
                     check_positive, eval_mode, model_device, resolve_amp, show_progress)
 
@@ -33,15 +34,6 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # ------------------------------------------------------------------------- accuracy with its interval
-def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval for a proportion ``correct / n`` at ``confidence`` (default 95%).
-
-    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0% and 100%.
-    """
-    from .stats import wilson_interval as _wilson  # computed with scipy.stats.binomtest
-    return _wilson(correct, n, confidence)
-
-
 def _count(value: int, name: str) -> int:
     """``value`` as an int if it is a whole number >= 0 (an int, or a float or 0-d tensor holding one)."""
     try:
@@ -71,7 +63,7 @@ class Accuracy(float):
             raise ValueError(f"correct must be at most n={n}, got {correct}")
         obj = super().__new__(cls, correct / n if n else float("nan"))
         obj.correct, obj.n = correct, n
-        obj.low, obj.high = wilson_interval(correct, n) if n else (float("nan"), float("nan"))
+        obj.low, obj.high = _wilson(correct, n) if n else (float("nan"), float("nan"))
         return obj
 
     @classmethod

@@ -1,44 +1,18 @@
 """Honest robust evaluation: intervals, right clean AND under every attack, best iterates, restarts on
 the survivors only, early stopping, and the independent AutoAttack-style evaluation."""
 import functools
-import math
 import pickle
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from advlib import adversaries, attacks, evaluate
-from advlib.evaluate import Accuracy, wilson_interval
+from advlib.evaluate import Accuracy
 
 
 # ----------------------------------------------------------------------------------- intervals
-def test_wilson_known_values():
-    z2 = 1.959963984540054 ** 2
-    assert wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)), abs=1e-12)
-    assert wilson_interval(10, 10) == pytest.approx((10 / (10 + z2), 1.0), abs=1e-12)
-    lo, hi = wilson_interval(50, 100)
-    assert (lo, hi) == pytest.approx((0.40383, 0.59617), abs=1e-5)
-
-
-@settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 100000), frac=st.floats(0, 1))
-def test_wilson_contains_the_estimate_and_shrinks(n, frac):
-    k = round(frac * n)
-    lo, hi = wilson_interval(k, n)
-    assert 0.0 <= lo <= k / n <= hi <= 1.0
-    lo4, hi4 = wilson_interval(4 * k, 4 * n)
-    assert hi4 - lo4 < hi - lo
-
-
-def test_wilson_bad_input():
-    for args, name in [((5, 0), "n"), ((6, 5), "correct"), ((-1, 5), "correct"), ((1.5, 5), "correct")]:
-        with pytest.raises(ValueError, match=name):
-            wilson_interval(*args)
-
-
 def test_accuracy_is_a_float_that_carries_n_and_interval():
     acc = Accuracy(910, 1000)
     assert acc == 0.91 and isinstance(acc, float) and f"{acc:.2f}" == "0.91" and 100 * acc == 91.0

@@ -6,6 +6,7 @@ import statistics
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from advlib import evaluate, stats
 from advlib.stats import clustered_interval, paired_comparison, seed_mean, wilson_interval
@@ -67,12 +68,12 @@ def test_wilson_from_scipy_equals_the_formula_on_a_grid():
     assert worst <= 1e-12, worst
 
 
-def test_evaluate_wilson_is_the_stats_one():
+def test_an_accuracy_carries_the_stats_wilson_interval():
+    """One Wilson interval in the library (stats): evaluate.Accuracy uses it and has no copy of its own."""
+    assert not hasattr(evaluate, "wilson_interval")
     for k, n in [(0, 1), (3, 7), (50, 100), (910, 1000), (1000, 1000)]:
-        assert evaluate.wilson_interval(k, n) == wilson_interval(k, n)
-        assert evaluate.wilson_interval(k, n, 0.9) == wilson_interval(k, n, 0.9)
-    acc = evaluate.Accuracy(910, 1000)
-    assert (acc.low, acc.high) == wilson_interval(910, 1000)
+        acc = evaluate.Accuracy(k, n)
+        assert (acc.low, acc.high) == wilson_interval(k, n)
 
 
 def test_wilson_known_values():
@@ -82,13 +83,22 @@ def test_wilson_known_values():
     assert wilson_interval(50, 100) == pytest.approx((0.40383, 0.59617), abs=1e-5)
 
 
-@pytest.mark.parametrize("fn", [wilson_interval, evaluate.wilson_interval])
-def test_wilson_bad_input(fn):
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 100000), frac=st.floats(0, 1))
+def test_wilson_contains_the_estimate_and_shrinks(n, frac):
+    k = round(frac * n)
+    lo, hi = wilson_interval(k, n)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+    lo4, hi4 = wilson_interval(4 * k, 4 * n)
+    assert hi4 - lo4 < hi - lo
+
+
+def test_wilson_bad_input():
     for args, name in [((5, 0), "n"), ((6, 5), "correct"), ((-1, 5), "correct"), ((1.5, 5), "correct"),
                        ((True, 5), "correct"), ((1, 5, 1.0), "confidence"), ((1, 5, 0), "confidence"),
                        ((1, 5, "high"), "confidence")]:
         with pytest.raises(ValueError, match=name):
-            fn(*args)
+            wilson_interval(*args)
 
 
 # ------------------------------------------------------------------------------- paired comparison
