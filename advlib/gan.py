@@ -15,7 +15,9 @@ rejects the samples (:func:`generator_loss`). For a fixed :math:`G` the best dis
 :math:`C(G) = V(D^*, G) = -\log 4 + 2\,\mathrm{JS}(p_\text{data} \| p_g)`
 (:func:`optimal_discriminator`, :func:`js_divergence`, :func:`gan_value`; :func:`train_discriminator`
 learns :math:`D^*` from samples). :func:`class_balance` measures how evenly generated samples spread
-over the classes a classifier sees in them (mode collapse). The networks are in
+over the classes a classifier sees in them (mode collapse); where the modes are known points (the
+ring of Gaussians), :func:`mode_coverage` measures the samples' quality and their spread over the
+modes, and :func:`mode_drops` finds the modes lost over a run's logs. The networks are in
 :mod:`advlib.models.gan`. Taught in chapter 01.
 """
 from __future__ import annotations
@@ -188,6 +190,69 @@ def class_balance(labels: torch.Tensor | np.ndarray, n_classes: int = 10) -> dic
     return {"shares": shares, "entropy": float(-(nz * np.log(nz)).sum()), "max_share": float(shares.max()),
             "max_class": int(shares.argmax()), "min_share": float(shares.min()), "min_class": int(shares.argmin()),
             "n": int(y.numel())}
+
+
+def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, radius: float) -> dict:
+    r"""Where generated ``samples`` (n, d) land among known ``modes`` (k, d), each sample given to its
+    nearest mode:
+
+    - ``hq``, the *high-quality* share: samples within ``radius`` of their mode (for modes that are
+      isotropic Gaussians of standard deviation :math:`\sigma` in 2-D and ``radius`` :math:`= 3\sigma`,
+      the data's own share is :math:`1 - e^{-9/2} = 98.9\%`);
+    - ``shares`` (k,): each mode's share *of the high-quality samples* (they sum to 1; all 0 when no
+      sample is of high quality), so a generator whose samples all sit slightly off the modes is not
+      read as having dropped them;
+    - ``entropy`` of ``shares`` in nats (:math:`\log k` when even) and ``min_share`` / ``max_share``.
+
+    Counting a mode as covered when it holds a fixed share of *all* samples would mix quality with
+    coverage: a ring of samples drawn slightly inside the modes' circle would "drop" modes it visits.
+    """
+    x = torch.as_tensor(samples).detach().float().cpu()
+    m = torch.as_tensor(modes).detach().float().cpu()
+    if x.ndim != 2 or m.ndim != 2 or x.shape[1] != m.shape[1] or not len(x) or not len(m):
+        raise ValueError(f"samples (n, d) and modes (k, d) must be non-empty 2-D with one d, got "
+                         f"{tuple(x.shape)} and {tuple(m.shape)}")
+    radius = check_positive(radius, "radius")
+    dist, nearest = torch.cdist(x, m).min(1)
+    good = dist <= radius
+    counts = torch.bincount(nearest[good], minlength=len(m)).double()
+    shares = (counts / counts.sum()).numpy() if counts.sum() > 0 else np.zeros(len(m))
+    nz = shares[shares > 0]
+    return {"hq": float(good.double().mean()), "shares": shares, "entropy": float(-(nz * np.log(nz)).sum()),
+            "min_share": float(shares.min()), "max_share": float(shares.max()), "n": int(len(x))}
+
+
+def mode_drops(shares: np.ndarray, floor: float, k: int = 3) -> dict:
+    r"""The modes a run loses, from its ``shares`` logged over time, (T, modes) (e.g. the ``shares``
+    of :func:`mode_coverage` at each log). A mode is *absent* at a log when its share is below
+    ``floor``; a *drop* is a run of at least ``k`` consecutive absent logs after a log where it was
+    present, so that a share flickering around the floor for fewer than ``k`` logs is not a drop.
+
+    Returns ``drops`` (the number of such runs, over all modes), ``dropped_modes`` (the modes with at
+    least one), ``lost_at_end`` (modes absent over the last ``k`` logs) and ``present`` (T,), the
+    number of modes present at each log.
+    """
+    s = np.asarray(shares, float)
+    if s.ndim != 2 or not s.size:
+        raise ValueError(f"shares must be a non-empty (logs, modes) array, got shape {s.shape}")
+    floor = check_positive(floor, "floor")
+    k = check_int(k, "k", minimum=1)
+    absent = s < floor
+    drops, dropped = 0, []
+    for j in range(s.shape[1]):
+        seen, run, counted = False, 0, False
+        for t in range(s.shape[0]):
+            if not absent[t, j]:
+                seen, run, counted = True, 0, False
+                continue
+            run += 1
+            if seen and run >= k and not counted:
+                drops, counted = drops + 1, True
+                if j not in dropped:
+                    dropped.append(j)
+    tail = absent[-k:] if s.shape[0] >= k else absent[:0]
+    lost = [int(j) for j in np.flatnonzero(tail.all(0))] if len(tail) else []
+    return {"drops": drops, "dropped_modes": dropped, "lost_at_end": lost, "present": (~absent).sum(1)}
 
 
 # ========================================================================== GAN theory (1-D)

@@ -154,6 +154,49 @@ def test_class_balance():
         gan.class_balance(torch.tensor([], dtype=torch.long))
 
 
+def test_mode_coverage_counts_shares_among_high_quality_samples():
+    ring = torch.tensor([[math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)] for k in range(8)]) * 2
+    on_modes = gan.mode_coverage(ring.repeat(5, 1), ring, 0.15)
+    assert on_modes["hq"] == 1.0 and np.allclose(on_modes["shares"], 1 / 8)
+    assert on_modes["entropy"] == pytest.approx(math.log(8))
+    # few samples of high quality, one at each mode, among many between the modes (12 per mode): every
+    # mode holds under 1% of all samples, which a fixed share of all samples would count as dropped,
+    # yet each holds 1/8 of the high-quality ones
+    between = 0.5 * ring.repeat(12, 1)
+    sparse = gan.mode_coverage(torch.cat([ring, between]), ring, 0.15)
+    assert sparse["hq"] == pytest.approx(1 / 13) and np.allclose(sparse["shares"], 1 / 8)
+    far = gan.mode_coverage(0.5 * ring, ring, 0.15)
+    assert far["hq"] == 0.0 and (far["shares"] == 0).all() and far["entropy"] == 0.0
+    mixed = gan.mode_coverage(torch.cat([ring[:1].repeat(3, 1), torch.zeros(1, 2)]), ring, 0.15)
+    assert mixed["hq"] == 0.75 and mixed["shares"][0] == 1.0 and mixed["max_share"] == 1.0
+    with pytest.raises(ValueError, match="samples"):
+        gan.mode_coverage(torch.zeros(4, 3), ring, 0.15)
+    with pytest.raises(ValueError, match="radius"):
+        gan.mode_coverage(ring, ring, 0.0)
+
+
+def test_mode_drops_need_k_consecutive_absent_logs():
+    present, gone = 0.5, 0.0
+    flicker = [[present, present], [present, gone], [present, gone], [present, present]]  # 2 logs: no drop
+    out = gan.mode_drops(np.array(flicker), floor=0.1, k=3)
+    assert out["drops"] == 0 and out["dropped_modes"] == [] and out["lost_at_end"] == []
+    assert out["present"].tolist() == [2, 1, 1, 2]
+    lost = np.array(flicker + [[present, gone]] * 3)  # then absent for 3 logs: one drop, lost at the end
+    out = gan.mode_drops(lost, floor=0.1, k=3)
+    assert out["drops"] == 1 and out["dropped_modes"] == [1] and out["lost_at_end"] == [1]
+    twice = np.array([[present, present]] + [[gone, present]] * 3 + [[present, present]] + [[gone, present]] * 4)
+    assert gan.mode_drops(twice, floor=0.1, k=3)["drops"] == 2  # one run counts once, however long
+    never = np.array([[present, gone]] * 5)  # absent from the start: never held, so never dropped
+    out = gan.mode_drops(never, floor=0.1, k=3)
+    assert out["drops"] == 0 and out["lost_at_end"] == [1]
+    with pytest.raises(ValueError, match="shares"):
+        gan.mode_drops(np.zeros(4), floor=0.1)
+    with pytest.raises(ValueError, match="floor"):
+        gan.mode_drops(lost, floor=0.0)
+    with pytest.raises(ValueError, match="k"):
+        gan.mode_drops(lost, floor=0.1, k=0)
+
+
 def test_discriminator_alone_learns_two_gaussians():
     torch.manual_seed(0)
     _, D = mgan.toy_gan(dim=1, hidden=16)
