@@ -104,14 +104,13 @@ NOT_IN_A_CHAPTER = {
     # the evidence layer (issue: one headline evaluation, paired tests, seeds, the lesson ledger); the
     # chapter passes adopt it as they re-execute each chapter
     **{f"advlib.{name}": "the evidence layer, which the chapters adopt as they are re-executed" for name in (
-        "worst_case.Headline", "worst_case.headline", "worst_case.cached_robustness", "worst_case.describe_attack",
-        "worst_case.evaluation_flags", "worst_case.evaluation_path", "stats.ClusteredInterval", "stats.PairedComparison",
-        "stats.clustered_interval", "stats.paired_comparison", "data.eval_subset", "data.load", "zoo.over_seeds",
-        "zoo.trades_mnist", "zoo.trades_cifar")},
+        "stats.ClusteredInterval", "stats.clustered_interval", "zoo.over_seeds", "zoo.trades_mnist", "zoo.trades_cifar")},
     "advlib.results.load_results": "read by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
     "advlib.results.verdict": "computed by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
     "advlib.distributed.close": "ends a data-parallel run under torchrun (benchmarks/distributed.py)",
     "advlib.models.gan.mnist_gan": "a ready MNIST pair; chapter 01 builds its networks from the classes directly",
+    **{f"advlib.gan.{name}": "the ring's coverage by shares of high-quality samples, for chapter 01's referee pass"
+       for name in ("mode_coverage", "mode_drops")},
 }
 
 
