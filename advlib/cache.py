@@ -213,9 +213,7 @@ def _jsonable(obj: Any) -> Any:
         return [_jsonable(v) for v in obj]
     if hasattr(obj, "tolist"):  # numpy scalars and arrays, tensors
         return obj.tolist()
-    if type(obj) in (bool, int, float, str):
-        return obj
-    for plain in (bool, int, float, str):  # a subclass would need its class to load
+    for plain in (bool, int, float, str):  # bool first; a subclass would need its class to load
         if isinstance(obj, plain):
             return plain(obj)
     return obj

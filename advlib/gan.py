@@ -170,6 +170,12 @@ def train_discriminator(D: nn.Module, real: Sampler, fake: Sampler, *, steps: in
 
 
 # ======================================================================= judging the samples
+def _entropy(shares: np.ndarray) -> float:
+    """The entropy in nats of shares that sum to 1 (0 log 0 = 0)."""
+    nz = shares[shares > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
 def class_balance(labels: torch.Tensor | np.ndarray, n_classes: int = 10) -> dict:
     r"""How evenly ``labels`` (class indices, e.g. a classifier's predictions on generated samples)
     spread over ``n_classes`` classes: ``shares`` (the fraction of each class), ``entropy`` (of the
@@ -186,8 +192,7 @@ def class_balance(labels: torch.Tensor | np.ndarray, n_classes: int = 10) -> dic
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"labels must be in [0, {n_classes}), got values from {int(y.min())} to {int(y.max())}")
     shares = (torch.bincount(y, minlength=n_classes).double() / y.numel()).numpy()
-    nz = shares[shares > 0]
-    return {"shares": shares, "entropy": float(-(nz * np.log(nz)).sum()), "max_share": float(shares.max()),
+    return {"shares": shares, "entropy": _entropy(shares), "max_share": float(shares.max()),
             "max_class": int(shares.argmax()), "min_share": float(shares.min()), "min_class": int(shares.argmin()),
             "n": int(y.numel())}
 
@@ -217,8 +222,7 @@ def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, radius: float) -> 
     good = dist <= radius
     counts = torch.bincount(nearest[good], minlength=len(m)).double()
     shares = (counts / counts.sum()).numpy() if counts.sum() > 0 else np.zeros(len(m))
-    nz = shares[shares > 0]
-    return {"hq": float(good.double().mean()), "shares": shares, "entropy": float(-(nz * np.log(nz)).sum()),
+    return {"hq": float(good.double().mean()), "shares": shares, "entropy": _entropy(shares),
             "min_share": float(shares.min()), "max_share": float(shares.max()), "n": int(len(x))}
 
 
@@ -240,18 +244,15 @@ def mode_drops(shares: np.ndarray, floor: float, k: int = 3) -> dict:
     absent = s < floor
     drops, dropped = 0, []
     for j in range(s.shape[1]):
-        seen, run, counted = False, 0, False
-        for t in range(s.shape[0]):
-            if not absent[t, j]:
-                seen, run, counted = True, 0, False
-                continue
-            run += 1
-            if seen and run >= k and not counted:
-                drops, counted = drops + 1, True
-                if j not in dropped:
-                    dropped.append(j)
-    tail = absent[-k:] if s.shape[0] >= k else absent[:0]
-    lost = [int(j) for j in np.flatnonzero(tail.all(0))] if len(tail) else []
+        held, run, runs = False, 0, 0
+        for gone in absent[:, j]:
+            run = run + 1 if gone else 0
+            held = held or not gone
+            runs += int(held and run == k)  # a run counts once, when it reaches k logs
+        drops += runs
+        if runs:
+            dropped.append(j)
+    lost = np.flatnonzero(absent[-k:].all(0)).tolist() if len(s) >= k else []
     return {"drops": drops, "dropped_modes": dropped, "lost_at_end": lost, "present": (~absent).sum(1)}
 
 
