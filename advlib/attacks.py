@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .kernels import input_gradient_model, match_memory_format
 from .utils import (check_images, check_int, check_labels, check_model_input, check_nonnegative, check_positive,
-                    draw, eval_mode)
+                    draw, eval_mode, train_mode_frozen_stats)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", float("inf"): "inf",
@@ -329,8 +329,12 @@ def _unit(t: torch.Tensor) -> torch.Tensor:
     return flat.view_as(t)
 
 
+VAT_MODES = ("eval", "train")  # the modes vat_perturbation can find the direction in
+
+
 def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float = 1e-6,
-                     power_iterations: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+                     power_iterations: int = 1, generator: torch.Generator | None = None,
+                     mode: str = "eval") -> torch.Tensor:
     r"""The virtual adversarial perturbation of Miyato et al. (2016): no labels needed.
 
     .. math:: r_{\mathrm{vadv}} = \arg\max_{\|r\|_2 \le \epsilon} \mathrm{KL}\big(p(\cdot \mid x) \,\|\, p(\cdot \mid x + r)\big)
@@ -345,10 +349,15 @@ def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float
 
     Args: model; x (N, ...) float of any range (no clipping: VAT perturbs features, not only
     images); eps >= 0 (L2 radius); xi > 0 (finite-difference step; the paper: 1e-6 for MNIST);
-    power_iterations >= 0; generator for the random start. The model runs in eval mode (every
-    submodule's mode restored), in float32 or float64 even under autocast (a step of 1e-6 vanishes in
-    bfloat16), and only ``torch.autograd.grad`` w.r.t. ``r`` is used. Returns ``r_vadv`` (not ``x + r``),
-    detached, shaped like ``x``, float32 (float64 if ``x`` is).
+    power_iterations >= 0; generator for the random start; mode, the mode the model runs in:
+    ``"eval"`` (batch norm normalises with its running statistics) or ``"train"`` (every submodule in
+    train mode: batch norm normalises each pass with the statistics of the batch it sees, ``x`` and
+    then ``x + xi d``, and its running statistics are not updated, as in the reference code's
+    ``forward_no_update_batch_stat``; dropout, if any, is active). Either way every submodule's mode
+    and every buffer are restored, the passes run in float32 or float64 even under autocast (a step
+    of 1e-6 vanishes in bfloat16), and only ``torch.autograd.grad`` w.r.t. ``r`` is used. Chapter 06
+    compares the two modes. Returns ``r_vadv`` (not ``x + r``), detached, shaped like ``x``, float32
+    (float64 if ``x`` is).
 
     Example: ``r = vat_perturbation(model, x_unlabelled, eps=2.0)``
     """
@@ -358,9 +367,12 @@ def vat_perturbation(model: nn.Module, x: torch.Tensor, *, eps: float, xi: float
     eps = check_nonnegative(eps, "eps")
     xi = check_positive(xi, "xi")
     power_iterations = check_int(power_iterations, "power_iterations", minimum=0)
+    if mode not in VAT_MODES:
+        raise ValueError(f"mode must be one of {VAT_MODES}, got {mode!r}")
     x = _as_float(x.detach())
     d = _unit(draw(torch.randn, x.shape, generator=generator, device=x.device).to(x.dtype))
-    with eval_mode(model), torch.autocast(device_type=x.device.type, enabled=False):
+    in_mode = eval_mode(model) if mode == "eval" else train_mode_frozen_stats(model)
+    with in_mode, torch.autocast(device_type=x.device.type, enabled=False):
         if power_iterations > 0:
             with torch.no_grad():
                 logits_p = _as_float(model(x))

@@ -326,7 +326,9 @@ class Synthetic2D:
 
     ``x_train`` / ``x_test`` are (N, dim) float32 = ``points2d @ basis.T``, where ``basis`` (dim, 2)
     has orthonormal columns, so distances (and eps) are the same in the plane and in ``dim``-space;
-    ``points_train`` / ``points_test`` are the 2-D originals and ``y_*`` the labels (long, 0/1).
+    ``points_train`` / ``points_test`` are the 2-D originals and ``y_*`` the labels (long, 0/1);
+    ``points_unlabelled`` / ``x_unlabelled`` more points of the same distribution, drawn without
+    their labels (for semi-supervised training; empty unless asked for).
     :meth:`embed` maps 2-D points (e.g. a plotting grid) into the model's input space.
     """
 
@@ -336,6 +338,7 @@ class Synthetic2D:
     points_test: torch.Tensor
     y_test: torch.Tensor
     basis: torch.Tensor
+    points_unlabelled: torch.Tensor | None = None
 
     def embed(self, points: torch.Tensor | np.ndarray) -> torch.Tensor:
         """2-D points (N, 2) -> inputs (N, dim), float32, on the basis' device."""
@@ -352,17 +355,25 @@ class Synthetic2D:
         return self.embed(self.points_test)
 
     @property
+    def x_unlabelled(self) -> torch.Tensor:
+        if self.points_unlabelled is None:
+            return self.embed(torch.zeros(0, 2))
+        return self.embed(self.points_unlabelled)
+
+    @property
     def dim(self) -> int:
         return self.basis.shape[0]
 
     def to(self, device: torch.device | str) -> "Synthetic2D":
         """A copy with every tensor on ``device``."""
         return Synthetic2D(self.name, *(t.to(device) for t in (self.points_train, self.y_train, self.points_test,
-                                                               self.y_test, self.basis)))
+                                                               self.y_test, self.basis)),
+                           None if self.points_unlabelled is None else self.points_unlabelled.to(device))
 
     def __repr__(self) -> str:
-        return (f"Synthetic2D({self.name}: {len(self.y_train)} train / {len(self.y_test)} test points, "
-                f"2-D embedded in {self.dim} dimensions)")
+        unlabelled = len(self.x_unlabelled)
+        return (f"Synthetic2D({self.name}: {len(self.y_train)} train / {len(self.y_test)} test"
+                f"{f' / {unlabelled} unlabelled' if unlabelled else ''} points, 2-D embedded in {self.dim} dimensions)")
 
 
 def _moons(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, np.ndarray]:
@@ -386,12 +397,15 @@ SYNTHETIC_NOISE = {"moons": 0.1, "circles": 0.05}
 
 
 def synthetic_2d(name: str = "moons", *, n_train: int = 16, n_test: int = 1000, dim: int = 100,
-                 noise: float | None = None, seed: int = 0, device: torch.device | str | None = None) -> Synthetic2D:
+                 noise: float | None = None, seed: int = 0, n_unlabelled: int = 0,
+                 device: torch.device | str | None = None) -> Synthetic2D:
     """The synthetic binary problems of Miyato et al. (2016): ``"moons"`` or ``"circles"`` in 2-D,
     ``n_train`` training and ``n_test`` test points (classes balanced), Gaussian noise of standard
     deviation ``noise`` (default 0.1 for moons, 0.05 for circles), embedded in ``dim`` dimensions by a
-    random orthonormal basis. Everything is drawn from ``seed`` (train, test and basis from
-    independent streams).
+    random orthonormal basis, and ``n_unlabelled`` more points of the same distribution whose labels
+    are dropped (semi-supervised training, chapter 06). Everything is drawn from ``seed`` (train,
+    test, basis and unlabelled points from independent streams, so asking for unlabelled points
+    changes none of the others).
 
     Example: ``ds = synthetic_2d("moons"); fit(model, (ds.x_train, ds.y_train), ...)``
     """
@@ -401,14 +415,16 @@ def synthetic_2d(name: str = "moons", *, n_train: int = 16, n_test: int = 1000, 
     check_int(n_train, "n_train", minimum=2)
     check_int(n_test, "n_test", minimum=2)
     check_int(dim, "dim", minimum=2)
+    check_int(n_unlabelled, "n_unlabelled", minimum=0)
     noise = SYNTHETIC_NOISE[name] if noise is None else float(noise)
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    rng_train, rng_test, rng_basis = (np.random.default_rng([seed, k]) for k in range(3))
+    rng_train, rng_test, rng_basis, rng_unlabelled = (np.random.default_rng([seed, k]) for k in range(4))
     p_train, y_train = makers[name](n_train, rng_train, noise)
     p_test, y_test = makers[name](n_test, rng_test, noise)
     basis, _ = np.linalg.qr(rng_basis.standard_normal((dim, 2)))
     device = get_device() if device is None else device
     f = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
     g = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)
-    return Synthetic2D(name, f(p_train), g(y_train), f(p_test), g(y_test), f(basis))
+    p_unlabelled = f(makers[name](n_unlabelled, rng_unlabelled, noise)[0]) if n_unlabelled else None
+    return Synthetic2D(name, f(p_train), g(y_train), f(p_test), g(y_test), f(basis), p_unlabelled)

@@ -265,6 +265,26 @@ def freeze_batch_norm_stats(model: nn.Module) -> Iterator[nn.Module]:
             m.track_running_stats = True
 
 
+@contextlib.contextmanager
+def train_mode_frozen_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule in train mode with the batch-norm running statistics frozen
+    (:func:`freeze_batch_norm_stats`), each submodule's own mode restored on exit: batch norm
+    normalises every pass with the statistics of the batch it sees and updates nothing. This is the
+    reference VAT code's ``forward_no_update_batch_stat``
+    (:func:`advlib.attacks.vat_perturbation` with ``mode="train"``).
+
+    Example: ``with train_mode_frozen_stats(model): logits = model(x)``
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        with freeze_batch_norm_stats(model):
+            yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0), *,
                  finite: bool = True) -> None:
     """Raise ``ValueError`` unless ``x`` is a non-empty floating tensor with a batch dimension, inside

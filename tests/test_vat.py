@@ -48,6 +48,57 @@ def test_mode_restored_eval_used_and_parameter_grads_untouched(tiny, batch, asse
     assert seen and not any(seen), "the model must run in eval mode"
 
 
+def test_train_mode_finds_the_direction_with_the_batchs_statistics():
+    """mode="train": batch norm normalises with the statistics of the batch (the reference code's
+    forward_no_update_batch_stat), whatever the running statistics say, and updates nothing."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(32, 6)
+    with torch.no_grad():
+        model[1].running_mean.fill_(3.0)  # running statistics far from this batch's
+        model[1].running_var.fill_(0.05)
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = lambda: torch.Generator().manual_seed(1)
+    seen = []
+    hook = model[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    r_train = attacks.vat_perturbation(model, x, eps=1.0, xi=1e-3, generator=gen(), mode="train")
+    hook.remove()
+    assert seen and all(seen), "the model must run in train mode"
+    r_eval = attacks.vat_perturbation(model, x, eps=1.0, xi=1e-3, generator=gen())
+    assert not model.training and not model[1].training and model[1].track_running_stats
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), "no buffer may move"
+    # the reference: a copy whose batch norm keeps no running statistics normalises with the batch's
+    ref = copy.deepcopy(model)
+    ref[1].track_running_stats, ref[1].running_mean, ref[1].running_var = False, None, None
+    r_ref = attacks.vat_perturbation(ref, x, eps=1.0, xi=1e-3, generator=gen())
+    assert torch.allclose(r_train, r_ref, atol=1e-6)
+    assert F.cosine_similarity(r_train.flatten(1), r_eval.flatten(1)).abs().median() < 0.9
+    # a mixed-mode model keeps its modes; a model without batch norm or dropout gets one direction
+    model.train()
+    model[1].eval()
+    attacks.vat_perturbation(model, x, eps=1.0, mode="train")
+    assert model.training and not model[1].training
+    plain = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).eval()
+    assert torch.equal(attacks.vat_perturbation(plain, x, eps=1.0, generator=gen(), mode="train"),
+                       attacks.vat_perturbation(plain, x, eps=1.0, generator=gen()))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        attacks.vat_perturbation(model, x, eps=1.0, mode="batch")
+
+
+def test_the_regularizer_passes_its_direction_mode(monkeypatch):
+    modes = []
+    original = attacks.vat_perturbation
+    monkeypatch.setattr(attacks, "vat_perturbation", lambda *a, **kw: modes.append(kw["mode"]) or original(*a, **kw))
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).train()
+    x = torch.randn(16, 6)
+    for mode in ("eval", "train"):
+        assert adversaries.vat(1.0, direction_mode=mode)(model, x, 0.0).item() >= 0
+    assert modes == ["eval", "train"]
+    with pytest.raises(ValueError, match="direction_mode must be one of"):
+        adversaries.vat(1.0, direction_mode="batch")
+
+
 def test_needs_no_labels():
     import inspect
 
@@ -200,6 +251,18 @@ def test_synthetic_2d(name):
     again = data.synthetic_2d(name, seed=3, device="cpu")
     assert torch.equal(ds.x_train, again.x_train) and torch.equal(ds.y_test, again.y_test)
     assert not torch.equal(ds.x_train, data.synthetic_2d(name, seed=4, device="cpu").x_train)
+    assert ds.x_unlabelled.shape == (0, 100) and "unlabelled" not in repr(ds)
+    semi = data.synthetic_2d(name, seed=3, n_unlabelled=300, device="cpu")  # the other draws stay as they were
+    assert torch.equal(semi.x_train, ds.x_train) and torch.equal(semi.x_test, ds.x_test)
+    assert semi.x_unlabelled.shape == (300, 100) and "300 unlabelled" in repr(semi)
+    assert torch.allclose(semi.x_unlabelled, semi.points_unlabelled @ semi.basis.T)
+    assert not torch.equal(semi.points_unlabelled[:16], semi.points_train)  # a draw of its own
+    assert torch.equal(semi.to("cpu").points_unlabelled, semi.points_unlabelled)
+    # the same distribution as the test points: the same mean and spread in the plane
+    for stat in (lambda p: p.mean(0), lambda p: p.std(0)):
+        assert torch.allclose(stat(semi.points_unlabelled), stat(semi.points_test), atol=0.1)
+    with pytest.raises(ValueError, match="n_unlabelled"):
+        data.synthetic_2d(name, n_unlabelled=-1)
     with pytest.raises(ValueError, match="name"):
         data.synthetic_2d("spirals")
     with pytest.raises(ValueError, match="n_train"):

@@ -76,6 +76,24 @@ def test_each_setting_is_its_own_cache_entry(tiny, cache_in_tmp):
     assert any(not torch.equal(a, b) for a, b in zip(paper.state_dict().values(), true.state_dict().values()))
 
 
+def test_eps_and_the_direction_mode_are_settings_of_their_own(tiny, cache_in_tmp, monkeypatch):
+    modes = []
+    original = zoo._vat.adversaries.vat
+
+    def spy(eps, **kwargs):
+        modes.append((eps, kwargs["direction_mode"]))
+        return original(eps, **kwargs)
+
+    monkeypatch.setattr(zoo._vat.adversaries, "vat", spy)
+    default = zoo.vat_mnist(20, "vat", xi=1e-3, budget="smoke", verbose=False)
+    faithful = zoo.vat_mnist(20, "vat", xi=1e-3, eps=0.3, direction_mode="train", budget="smoke", verbose=False)
+    assert modes == [(2.0, "eval"), (0.3, "train")]
+    assert "direction_mode" not in default.meta["config"]  # the default keeps the recipe's cache key
+    assert faithful.meta["config"]["direction_mode"] == "train" and faithful.meta["config"]["eps"] == 0.3
+    assert faithful.meta["name"] == "vat_mnist_20_vat_xi0.001_eps0.3_train-direction"
+    assert len(list(cache_in_tmp.iterdir())) == 2
+
+
 def test_labels_only_trains_without_the_unlabelled_images(tiny, monkeypatch):
     seen = []
     original = train.fit
@@ -98,6 +116,10 @@ def test_labels_only_trains_without_the_unlabelled_images(tiny, monkeypatch):
     (dict(n_labels=105), "multiple of 10"),
     (dict(n_labels=5), "n_labels"),
     (dict(n_labels=100, xi=0.0), "xi"),
+    (dict(n_labels=100, method="ml", eps=0.3), "eps"),
+    (dict(n_labels=100, method="ml", direction_mode="train"), "direction_mode"),
+    (dict(n_labels=100, direction_mode="batch"), "direction_mode must be one of"),
+    (dict(n_labels=100, eps=-1.0), "eps"),
 ])
 def test_bad_arguments_name_themselves(tiny, kwargs, match):
     with pytest.raises(ValueError, match=match):

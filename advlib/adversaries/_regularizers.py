@@ -11,7 +11,8 @@ from ..utils import (check_images, check_int, check_model_input, check_nonnegati
 from ._protocol import Regularizer, Schedule, as_schedule, step_size
 
 
-def vat(eps: float | Schedule, *, xi: float = 1e-6, power_iterations: int = 1, weight: float = 1.0) -> Regularizer:
+def vat(eps: float | Schedule, *, xi: float = 1e-6, power_iterations: int = 1, weight: float = 1.0,
+        direction_mode: str = "eval") -> Regularizer:
     r"""Virtual adversarial training (Miyato et al., 2016) as a regulariser:
 
     .. math:: R(\theta; x_u) = \lambda\,\frac{1}{|x_u|}\sum_i
@@ -25,17 +26,24 @@ def vat(eps: float | Schedule, *, xi: float = 1e-6, power_iterations: int = 1, w
     ``fit``: train mode, so batch norm normalises with the statistics of ``x_u`` and of
     ``x_u + r_vadv``) and never update batch-norm running statistics
     (:func:`advlib.utils.freeze_batch_norm_stats`, the reference code's
-    ``update_batch_stats=False``); the perturbation itself is found in eval mode, where nothing
-    is updated either. ``power_iterations=0`` gives random perturbation training (:func:`rpt`): a
-    random direction of norm ``eps`` instead.
+    ``update_batch_stats=False``). The perturbation itself is found with the model in
+    ``direction_mode`` (:func:`advlib.attacks.vat_perturbation`'s ``mode``), where nothing is updated
+    either: ``"eval"`` (the default) normalises with the running statistics, which in
+    semi-supervised ``fit`` come from the labelled batches alone; ``"train"`` with the statistics of
+    ``x_u`` and ``x_u + xi d``, as the reference code does (chapter 06 compares the two).
+    ``power_iterations=0`` gives random perturbation training (:func:`rpt`): a random direction of
+    norm ``eps`` instead.
     """
     eps_at = as_schedule(eps)
     check_positive(xi, "xi")
     check_int(power_iterations, "power_iterations", minimum=0)
     weight = check_nonnegative(weight, "weight")
+    if direction_mode not in attacks.VAT_MODES:
+        raise ValueError(f"direction_mode must be one of {attacks.VAT_MODES}, got {direction_mode!r}")
 
     def regularizer(model: nn.Module, x_u: torch.Tensor, progress: float, y: torch.Tensor | None = None) -> torch.Tensor:
-        r = attacks.vat_perturbation(model, x_u, eps=eps_at(progress), xi=xi, power_iterations=power_iterations)
+        r = attacks.vat_perturbation(model, x_u, eps=eps_at(progress), xi=xi, power_iterations=power_iterations,
+                                     mode=direction_mode)
         with freeze_batch_norm_stats(model):
             with torch.no_grad():
                 logits_p = model(x_u)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import adversaries, cache, data, models
+from ..attacks import VAT_MODES
 from ..evaluate import accuracy
 from ..train import fit, recompute_batch_norm
 from ..utils import check_int, check_positive, get_device, seed_everything
@@ -45,8 +46,8 @@ _VAT_ONLY = ("eps", "power_iterations", "weight", "unl_batch")  # settings only 
 
 
 def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | None = None,
-              budget: str | None = None, retrain: bool = False, root=None, verbose: bool = True,
-              seed: int | None = None) -> nn.Module:
+              eps: float | None = None, direction_mode: str = "eval", budget: str | None = None,
+              retrain: bool = False, root=None, verbose: bool = True, seed: int | None = None) -> nn.Module:
     r"""Chapter 06's MNIST MLP (784-1200-600-300-150-10 with batch norm at the ``book`` budget, the
     reference code's supervised network) trained
     on ``n_labels`` labelled images, by maximum likelihood (``method="ml"``) or with virtual
@@ -61,7 +62,10 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
     labelled batch itself in the supervised setting), with :math:`r_{\mathrm{vadv}}` of L2 norm
     ``eps`` from ``power_iterations`` power iterations with the finite-difference step ``xi``
     (:func:`advlib.adversaries.vat`; default the paper's ``VAT_XI_PAPER`` = 1e-6, which in
-    float32 gives a partly random direction: chapter 06 compares it with 1e-3). The labelled set is
+    float32 gives a partly random direction: chapter 06 compares it with 1e-3), found with the model
+    in ``direction_mode``: ``"eval"`` (the running statistics, which come from the labelled batches
+    alone) or ``"train"`` (the statistics of each batch, the reference code's choice); ``eps``
+    overrides the recipe's (e.g. the reference code's few-label 0.3). The labelled set is
     ``n_labels / 10`` images per class (seeded); semi-supervised runs take ``steps`` steps,
     supervised ones ``sup_epochs`` epochs (``zoo.RECIPES["vat_mnist"]``). Batch norm as in the
     reference code: only the labelled pass updates the running statistics, and after training they
@@ -73,8 +77,10 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
     """
     if method not in VAT_METHODS:
         raise ValueError(f"method must be one of {VAT_METHODS}, got {method!r}")
-    if method == "ml" and xi is not None:
-        raise ValueError("xi is VAT's finite-difference step; method='ml' takes none")
+    if method == "ml" and (xi is not None or eps is not None or direction_mode != "eval"):
+        raise ValueError("xi, eps and direction_mode are VAT's settings; method='ml' takes none of them")
+    if direction_mode not in VAT_MODES:
+        raise ValueError(f"direction_mode must be one of {VAT_MODES}, got {direction_mode!r}")
     cfg = recipe("vat_mnist", budget, seed)
     if n_labels is not None:
         n_labels = check_int(n_labels, "n_labels", minimum=10)
@@ -83,6 +89,10 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
                              f"or None (every label), got {n_labels}")
     if method == "vat":
         cfg["xi"] = float(check_positive(VAT_XI_PAPER if xi is None else xi, "xi"))
+        if eps is not None:
+            cfg["eps"] = float(check_positive(eps, "eps"))
+        if direction_mode != "eval":  # the default leaves the settings (and the cache key) as they were
+            cfg["direction_mode"] = direction_mode
     else:
         for key in _VAT_ONLY:
             cfg.pop(key)
@@ -118,7 +128,7 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
         reg = None
         if method == "vat":
             reg = adversaries.vat(cfg["eps"], xi=cfg["xi"], power_iterations=cfg["power_iterations"],
-                                  weight=cfg["weight"])
+                                  weight=cfg["weight"], direction_mode=cfg.get("direction_mode", "eval"))
         history = fit(model, labelled, epochs=epochs, batch_size=batch_size, lr=cfg["lr"], warmup=cfg["warmup"],
                       regularizer=reg, unlabelled=unlabelled, unlabelled_batch_size=cfg.get("unl_batch"),
                       val=val, evals=cfg["evals"], amp=cfg["amp"], seed=cfg["seed"])
@@ -130,6 +140,9 @@ def vat_mnist(n_labels: int | None = 100, method: str = "vat", *, xi: float | No
                                                       "batches": batches,
                                                       "time_s": round(time.perf_counter() - start, 1)}}
 
-    name = cache_name("vat_mnist", "all" if supervised else n_labels, method,
-                      *([f"xi{cfg['xi']:g}"] if method == "vat" else []))
+    variant = []
+    if method == "vat":
+        variant = [f"xi{cfg['xi']:g}", *([f"eps{eps:g}"] if eps is not None else []),
+                   *(["train-direction"] if direction_mode == "train" else [])]
+    name = cache_name("vat_mnist", "all" if supervised else n_labels, method, *variant)
     return cache.load_or_train(name, build, train, cfg, cfg["budget"], retrain, verbose=verbose)
