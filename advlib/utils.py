@@ -225,8 +225,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     Restoring module by module (rather than ``model.train(was_training)``) keeps mixed modes
     intact, e.g. a model whose batch-norm layers were frozen on purpose.
     """
+    with _modes_restored(model):
+        model.eval()
+        yield model
+
+
+@contextlib.contextmanager
+def _modes_restored(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore each submodule's own mode on exit, whatever the block set."""
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
         yield model
     finally:
@@ -275,14 +282,9 @@ def train_mode_frozen_stats(model: nn.Module) -> Iterator[nn.Module]:
 
     Example: ``with train_mode_frozen_stats(model): logits = model(x)``
     """
-    modes = [(m, m.training) for m in model.modules()]
-    model.train()
-    try:
-        with freeze_batch_norm_stats(model):
-            yield model
-    finally:
-        for m, training in modes:
-            m.training = training
+    with _modes_restored(model), freeze_batch_norm_stats(model):
+        model.train()
+        yield model
 
 
 def check_images(x: torch.Tensor, name: str = "x", bounds: tuple[float, float] | None = (0.0, 1.0), *,
