@@ -15,6 +15,8 @@ from torch import nn
 RECORD = Path(__file__).resolve().parent / "data" / "cache_keys.json"
 CALLS = [  # (label, recipe, args, kwargs): every recipe, and the variants the chapters ask for
     ("standard_mnist", "standard_mnist", (), {}),
+    ("gan_mnist('mlp')", "gan_mnist", ("mlp",), {}),
+    ("gan_mnist('conv')", "gan_mnist", ("conv",), {}),
     ("robust_mnist", "robust_mnist", (), {}),
     ("standard_cifar", "standard_cifar", (), {}),
     ("robust_cifar", "robust_cifar", (), {}),

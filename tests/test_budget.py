@@ -45,7 +45,7 @@ def test_chapter_settings_errors_name_the_argument(monkeypatch):
     import sys
     import types
 
-    with pytest.raises(ValueError, match=r"chapter must be one of \['fgsm', 'preliminaries', 'targeted_attacks'\]"):
+    with pytest.raises(ValueError, match=r"chapter must be one of \['fgsm', 'gan', 'preliminaries', 'targeted_attacks'\]"):
         budget.chapter("pig")
     with pytest.raises(ValueError, match="budget must be one of"):
         budget.chapter("targeted_attacks", "huge")

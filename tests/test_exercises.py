@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "exercises.md"
 
 # The chapters (two-digit numbers) that have taken on exercises; each chapter pass adds its own.
-ADOPTED: set[str] = {"00", "04", "05"}
+ADOPTED: set[str] = {"00", "01", "04", "05"}
 MIN_EXERCISES = 3
 
 EXERCISE = {"exercise", "exercise-start"}

@@ -4,7 +4,7 @@ r"""Generators and discriminators for chapter 01 (GAN), and the code discriminat
   a logit (so :math:`D(x) = \sigma(\text{logit})`), for 1-D / 2-D toys and MNIST;
 - :class:`MinibatchStd`, the batch feature that :class:`MLPDiscriminator` adds with ``minibatch_std=True``
   (its other remedy for mode collapse, ``pack``, judges several samples at once);
-- :class:`ConvGenerator` / :class:`ConvDiscriminator`: a small DCGAN pair for 1x28x28 images;
+- :class:`ConvGenerator` / :class:`ConvDiscriminator`: a small DCGAN-style pair for 1x28x28 images;
 - :func:`mnist_gan` and :func:`toy_gan`: fresh pairs.
 
 Generators of images end in a sigmoid, so their samples are valid images in [0, 1]. Discriminators

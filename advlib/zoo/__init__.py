@@ -25,7 +25,7 @@ seed trains (and caches) another run of the same recipe, and :func:`over_seeds` 
 recipe over several seeds and tabulates a metric across them, with the mean and its interval. Only
 the training is reseeded: the chapter-03 recipes keep their corpus split.
 
-Recipes: ``standard_mnist`` (chapter 00), ``arae_sentiment`` and ``sentiment_language_model``
+Recipes: ``standard_mnist`` (chapter 00), ``gan_mnist`` (chapter 01), ``arae_sentiment`` and ``sentiment_language_model``
 (chapter 03), ``robust_mnist``, ``standard_cifar`` and ``robust_cifar`` (chapter 07), ``fast_mnist``
 and ``fast_cifar`` (chapter 09, one per fast-training method), ``robust_overfitting_mnist`` and
 ``robust_overfitting_cifar`` (chapter 09), ``robust_mnist_l2``, ``robust_cifar_l2`` and ``subset_mnist`` (chapter 08),
@@ -50,6 +50,7 @@ from __future__ import annotations
 # their public names in one namespace (tests patch a recipe's training where it is: zoo._common, ...).
 from ._common import RECIPES, cache_name, over_seeds, recipe
 from ._standard import standard_mnist
+from ._gan import GAN_ARCHS, gan_mnist
 from ._pgd import robust_cifar, robust_mnist, standard_cifar
 from ._gradients import robust_cifar_l2, robust_mnist_l2, subset_mnist
 from ._fast_training import FAST_METHODS, fast_cifar, fast_mnist, robust_overfitting_cifar, robust_overfitting_mnist
@@ -57,9 +58,9 @@ from ._sentiment import ARAE_VARIANTS, CORPUS_SETTINGS, arae_sentiment, sentimen
 from ._large_perturbations import EXTENDED_CIFAR_EPS, extended_cifar, extended_mnist, iat_mnist, plain_large_mnist
 from ._vat import VAT_LABELS, VAT_METHODS, VAT_XI_PAPER, vat_mnist
 from ._trades import trades_cifar, trades_mnist
-from . import _common, _fast_training, _gradients, _large_perturbations, _pgd, _sentiment, _standard, _trades, _vat
+from . import _common, _fast_training, _gan, _gradients, _large_perturbations, _pgd, _sentiment, _standard, _trades, _vat
 
-__all__ = ["recipe", "over_seeds", "cache_name", "standard_mnist", "robust_mnist", "standard_cifar", "robust_cifar",
+__all__ = ["recipe", "over_seeds", "cache_name", "standard_mnist", "gan_mnist", "robust_mnist", "standard_cifar", "robust_cifar",
            "robust_mnist_l2", "robust_cifar_l2", "subset_mnist", "fast_mnist", "fast_cifar",
            "robust_overfitting_mnist", "robust_overfitting_cifar", "plain_large_mnist", "extended_mnist",
            "iat_mnist", "extended_cifar", "sentiment_corpus", "arae_sentiment", "sentiment_language_model",

@@ -32,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
                             "fast_cifar: the L-inf eps (default the recipe's)")
     train.add_argument("--width", type=int, default=None,
                        help="fast_cifar only: the small CNN's first-layer channels (default 32)")
+    train.add_argument("--arch", choices=zoo.GAN_ARCHS, default=None,
+                       help="gan_mnist only: the MLP pair or the DCGAN-style pair (default mlp)")
+    train.add_argument("--seed", type=int, default=None,
+                       help="another run of the recipe, cached under its own key (default: the recipe's seed)")
     train.add_argument("--retrain", action="store_true", help="train again even if the model is cached")
     return p
 
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--eps is an option of subset_mnist, extended_cifar and fast_cifar only, not of {args.name}")
     if args.width is not None and args.name != "fast_cifar":
         parser().error(f"--width is an option of fast_cifar only, not of {args.name}")
+    if args.arch is not None and args.name != "gan_mnist":
+        parser().error(f"--arch is an option of gan_mnist only, not of {args.name}")
     if args.name == "subset_mnist" and args.n_train is None:
         parser().error("subset_mnist needs --n-train (how many training images)")
     budget = _budget.resolve(args.budget)
@@ -57,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         options["eps"] = args.eps
     if args.width is not None:
         options["width"] = args.width
+    if args.arch is not None:
+        options["arch"] = args.arch
+    if args.seed is not None:
+        options["seed"] = args.seed
     distributed.init()
     try:
         model = getattr(zoo, args.name)(budget=budget, retrain=args.retrain, **options)
