@@ -150,13 +150,18 @@ class ConvDiscriminator(nn.Module):
         return self.net(x).squeeze(1)
 
 
-def mnist_gan(kind: str = "mlp", z_dim: int = 64) -> tuple[nn.Module, nn.Module]:
-    """A fresh ``(G, D)`` pair for MNIST: ``kind="mlp"`` (G 64-256-512-784, D 784-512-256-1) or
-    ``"conv"`` (the small DCGAN).
+def mnist_gan(kind: str = "mlp", z_dim: int = 64, g_hidden: Sequence[int] | None = None,
+              d_hidden: Sequence[int] | None = None, batch_norm: bool = False) -> tuple[nn.Module, nn.Module]:
+    """A fresh ``(G, D)`` pair for MNIST: ``kind="mlp"`` (G ``z_dim``-``g_hidden``-784, default
+    64-256-512-784, with batch norm if ``batch_norm``; D 784-``d_hidden``-1, default 784-512-256-1) or
+    ``"conv"`` (the small DCGAN-style pair; the widths and ``batch_norm`` are the MLP pair's options).
     """
     if kind == "mlp":
-        return MLPGenerator(z_dim, (1, 28, 28)), MLPDiscriminator((1, 28, 28))
+        return (MLPGenerator(z_dim, (1, 28, 28), g_hidden or (256, 512), batch_norm=batch_norm),
+                MLPDiscriminator((1, 28, 28), d_hidden or (512, 256)))
     if kind == "conv":
+        if g_hidden is not None or d_hidden is not None or batch_norm:
+            raise ValueError("g_hidden, d_hidden and batch_norm are options of kind 'mlp' only")
         return ConvGenerator(z_dim), ConvDiscriminator()
     raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
 

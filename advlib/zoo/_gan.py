@@ -57,13 +57,11 @@ def gan_mnist(arch: str = "mlp", *, budget: str | None = None, seed: int | None 
     if arch == "conv":  # the MLP pair's widths do not apply
         del cfg["g_hidden"], cfg["d_hidden"]
 
+    widths = {} if arch == "conv" else dict(g_hidden=cfg["g_hidden"], d_hidden=cfg["d_hidden"], batch_norm=True)
+
     def build() -> nn.Module:
         torch.manual_seed(cfg["seed"])
-        if arch == "conv":
-            G, D = nets.ConvGenerator(cfg["z_dim"]), nets.ConvDiscriminator()
-        else:
-            G = nets.MLPGenerator(cfg["z_dim"], (1, 28, 28), cfg["g_hidden"], batch_norm=True)
-            D = nets.MLPDiscriminator((1, 28, 28), cfg["d_hidden"])
+        G, D = nets.mnist_gan(arch, cfg["z_dim"], **widths)
         return nn.ModuleDict({"G": G, "D": D})
 
     def train(pair: nn.Module) -> dict:

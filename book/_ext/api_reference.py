@@ -108,7 +108,6 @@ NOT_IN_A_CHAPTER = {
     "advlib.results.load_results": "read by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
     "advlib.results.verdict": "computed by the book's paper-vs-ours page (book/_ext/paper_vs_book.py)",
     "advlib.distributed.close": "ends a data-parallel run under torchrun (benchmarks/distributed.py)",
-    "advlib.models.gan.mnist_gan": "a ready MNIST pair; the gan_mnist recipe builds its networks from the classes, with its own widths",
 }
 
 
